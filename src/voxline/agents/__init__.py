@@ -1,0 +1,1 @@
+"""Agents: what the session talks to. ``echo`` is the loopback test line."""

@@ -1,0 +1,40 @@
+"""The echo agent: a loopback test line for client developers.
+
+It replays each caller utterance, resampled to the session's output rate, through the same
+turn-taking, playout and barge-in machinery every agent uses, so a client that hears itself
+and sees ``flush`` when it interrupts has the whole audio loop right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from voxline.audio.resample import resample
+from voxline.session.agent import CallerTurn, ConfigureReport, SessionInfo, Speech, TurnEvents
+
+
+class EchoConversation:
+    def __init__(self, info: SessionInfo) -> None:
+        self._info = info
+
+    def configure(self, info: SessionInfo) -> ConfigureReport:
+        self._info = info
+        config = info.config
+        return ConfigureReport(voice_id=config.get("voice_id"), language=config.get("language"))
+
+    def greeting(self) -> AsyncIterator[Speech] | None:
+        return None
+
+    async def respond(self, turn: CallerTurn, events: TurnEvents) -> AsyncIterator[Speech]:
+        if turn.audio is not None and turn.audio.size:
+            yield Speech(resample(turn.audio, self._info.in_rate, self._info.out_rate))
+
+    def interrupted(self, heard: str) -> None:
+        """Nothing to remember: the echo line keeps no history."""
+
+
+class EchoAgent:
+    name = "echo"
+
+    def conversation(self, info: SessionInfo) -> EchoConversation:
+        return EchoConversation(info)

@@ -1,0 +1,1 @@
+"""Pure DSP on numpy arrays: PCM16 conversion, resampling, levels."""

@@ -1,0 +1,20 @@
+"""The ``voxline`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from voxline.cli import keys, serve
+
+app = typer.Typer(
+    name="voxline",
+    help="A self-hosted realtime voice-agent server.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,88 @@
+"""``voxline serve``: run the server."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from voxline.auth.keys import KeyStore
+from voxline.config import Settings
+from voxline.server.app import create_app
+from voxline.store.database import Database
+
+WS_MAX_BYTES = 1024 * 1024  # above the protocol's own limits, which close with 1009 themselves
+
+
+def quickstart_key(settings: Settings) -> str:
+    """A test key for trying the server out, created once and kept in the data directory
+    (mode 0600) so that it can be shown again; the database only ever holds its hash."""
+    path = settings.data_dir / "quickstart-key"
+    db = Database(settings.database_path)
+    try:
+        keys = KeyStore(db)
+        if path.exists():
+            secret = path.read_text().strip()
+            if keys.authenticate(secret) is not None:
+                return secret
+        _, secret = keys.create(
+            env="test",
+            scopes=["omni:session"],
+            label="quickstart",
+            concurrency=None,
+            daily_audio_seconds=None,
+        )
+    finally:
+        db.close()
+    path.write_text(secret + "\n")
+    path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    return secret
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
+    agent: Annotated[str | None, typer.Option(help="echo or default")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="keys and call records live here")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="share limits and tokens between processes")
+    ] = None,
+    print_key: Annotated[
+        bool, typer.Option("--print-key", help="show a quickstart test key on startup")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Start the server (settings: flags, then VOXLINE_* variables, then --config)."""
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "host": host,
+            "port": port,
+            "agent": agent,
+            "data_dir": data_dir,
+            "redis_url": redis_url,
+            "config_file": config,
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    console = Console(stderr=True)
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"[bold]voxline[/] ({settings.agent} agent) on {base}")
+    console.print(f"  realtime socket: ws://{settings.host}:{settings.port}/v1/omni")
+    if print_key:
+        console.print(f"  test key: [bold]{quickstart_key(settings)}[/]")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=WS_MAX_BYTES,
+        log_level=log_level,
+        loop="uvloop" if os.name != "nt" else "asyncio",
+    )

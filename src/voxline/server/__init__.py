@@ -1,0 +1,1 @@
+"""The ASGI application: routes, shared services, metrics."""

@@ -1,0 +1,134 @@
+"""Everything a server process shares across its sessions, opened and closed once."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from voxline import __version__
+from voxline.agents.echo import EchoAgent
+from voxline.auth.keys import ApiKey, KeyStore
+from voxline.auth.tokens import BrowserTokens, TokenError
+from voxline.config import Settings
+from voxline.engines.vad import SileroModel, VadBatcher
+from voxline.limits.backend import StateBackend
+from voxline.limits.memory import MemoryBackend
+from voxline.limits.policy import LimitPolicy, SessionLease
+from voxline.protocol.errors import Rejection
+from voxline.server.metrics import Metrics
+from voxline.session.agent import Agent
+from voxline.store.calls import CallRecords
+from voxline.store.database import Database
+
+SERVER_NAME = f"voxline/{__version__}"
+SESSION_SCOPE = "omni:session"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated, admitted caller: the key it spends and the lease it holds."""
+
+    key: ApiKey
+    lease: SessionLease
+    token_id: str | None
+
+
+def build_agent(settings: Settings) -> Agent:
+    if settings.agent == "echo":
+        return EchoAgent()
+    raise ValueError(f"agent {settings.agent!r} is not available in this build")
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.db = Database(settings.database_path)
+        self.keys = KeyStore(self.db)
+        self.calls = CallRecords(self.db)
+        self.backend: StateBackend = (
+            _redis_backend(settings.redis_url) if settings.redis_url else MemoryBackend()
+        )
+        self.tokens = BrowserTokens(self.backend)
+        self.limits = LimitPolicy(self.backend, settings.limits)
+        self.vad = VadBatcher(SileroModel())
+        self.agent = build_agent(settings)
+        self.server_name = SERVER_NAME
+
+    async def start(self) -> None:
+        await self.vad.start()
+
+    async def aclose(self) -> None:
+        await self.vad.aclose()
+        await self.backend.close()
+        self.db.close()
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether each shared dependency answers: the database, the state backend."""
+        return {
+            "database": await asyncio.to_thread(self._database_answers),
+            "state_backend": await self._backend_answers(),
+        }
+
+    def _database_answers(self) -> bool:
+        try:
+            with self.db.read() as conn:
+                conn.execute("SELECT 1").fetchone()
+        except Exception:
+            return False
+        return True
+
+    async def _backend_answers(self) -> bool:
+        try:
+            await self.backend.get("readyz")
+        except Exception:
+            return False
+        return True
+
+    async def authenticate(
+        self, credential: str | None, *, address: str, origin: str | None
+    ) -> Caller | Rejection:
+        """Who is calling, whether they may, and a concurrency lease if so."""
+        blocked = await self.limits.check_auth_block(address)
+        if blocked is not None:
+            return Rejection(
+                "rate_limit_exceeded", "too many failed authentications", retry_after=blocked
+            )
+        if not credential:
+            await self.limits.record_auth_failure(address)
+            return Rejection(
+                "unauthorized", "missing credential: pass pyai-key.<KEY> as a subprotocol"
+            )
+        token_id: str | None = None
+        key: ApiKey | None
+        if credential.startswith("vxt_"):
+            try:
+                claims = await self.tokens.verify(credential, origin)
+            except TokenError as exc:
+                if exc.code == "unauthorized":
+                    await self.limits.record_auth_failure(address)
+                return Rejection(exc.code, str(exc))
+            key = await asyncio.to_thread(self.keys.get, claims.key_id)
+            if key is None or key.revoked_at is not None:
+                return Rejection("unauthorized", "the key behind this token was revoked")
+            token_id = claims.token_id
+        else:
+            key = await asyncio.to_thread(self.keys.authenticate, credential)
+            if key is None:
+                await self.limits.record_auth_failure(address)
+                return Rejection("unauthorized", "invalid API key")
+        if not key.has_scope(SESSION_SCOPE):
+            return Rejection("forbidden", f"this key lacks the {SESSION_SCOPE} scope")
+        refused = await self.limits.check_connect(address, key.id)
+        if refused is not None:
+            return refused
+        lease = await self.limits.acquire_session(key, token_id=token_id)
+        if isinstance(lease, Rejection):
+            return lease
+        return Caller(key, lease, token_id)
+
+
+def _redis_backend(url: str) -> StateBackend:
+    from voxline.limits.redis import RedisBackend
+
+    return RedisBackend(url)

@@ -1,0 +1,1 @@
+"""The transport-agnostic conversation engine: turn-taking, playout, barge-in, history."""

@@ -1,0 +1,163 @@
+"""Agent audio paced to real time, and a clock of what the caller has actually heard.
+
+The queue stays here, on the server, so that a barge-in can drop it at once: only a small
+lead (``lead_ms``) is ever in flight to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from voxline.session.agent import Speech
+
+
+@dataclass(slots=True)
+class _Segment:
+    text: str
+    start: int  # first sample, in samples since the reply began
+    end: int
+
+
+def heard_prefix(text: str, fraction: float) -> str:
+    """The part of ``text`` said in the first ``fraction`` of its audio, cut at a word end."""
+    if fraction >= 1:
+        return text
+    if fraction <= 0:
+        return ""
+    cut = int(len(text) * fraction)
+    space = text.rfind(" ", 0, cut + 1)
+    return text[:space].rstrip() if space > 0 else ""
+
+
+class Playout:
+    """Sends one reply's audio in ``chunk_ms`` chunks, at most ``lead_ms`` ahead of real time."""
+
+    def __init__(
+        self,
+        send_audio: Callable[[bytes], Awaitable[None]],
+        rate: int,
+        *,
+        chunk_ms: int = 20,
+        lead_ms: int = 60,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._send_audio = send_audio
+        self.rate = rate
+        self._chunk = rate * chunk_ms // 1000
+        self._lead = lead_ms / 1000
+        self._clock = clock
+        self._segments: list[_Segment] = []
+        self._pending: deque[bytes] = deque()
+        self._queued = 0  # samples enqueued for this reply
+        self._sent = 0  # samples sent for this reply
+        self._heard_base = 0  # samples heard before the current burst
+        self._burst_start = 0.0  # clock time when the current burst began
+        self._burst_sent = 0  # samples sent in the current burst
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._done = asyncio.Event()
+        self._done.set()
+        self._task: asyncio.Task[None] | None = None
+        self.samples_sent_total = 0
+
+    @property
+    def active(self) -> bool:
+        """Agent audio is queued or still in the caller's ears."""
+        return not self._done.is_set()
+
+    def begin(self) -> None:
+        """Start a new reply (resets the heard clock)."""
+        self._segments.clear()
+        self._pending.clear()
+        self._queued = self._sent = self._heard_base = self._burst_sent = 0
+        self._closed = False
+        self._done.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="playout")
+
+    def enqueue(self, speech: Speech) -> None:
+        audio = speech.audio
+        start = self._queued
+        self._queued += len(audio)
+        self._segments.append(_Segment(speech.text, start, self._queued))
+        data = audio.astype("<i2", copy=False).tobytes()
+        step = self._chunk * 2
+        self._pending.extend(data[i : i + step] for i in range(0, len(data), step))
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """No more audio for this reply: ``wait`` returns once it has all been heard."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+    def heard_samples(self) -> int:
+        if self._burst_sent == 0:
+            return self._heard_base
+        elapsed = int((self._clock() - self._burst_start) * self.rate)
+        return self._heard_base + max(0, min(self._burst_sent, elapsed))
+
+    def heard_text(self) -> str:
+        heard = self.heard_samples()
+        parts: list[str] = []
+        for segment in self._segments:
+            if heard >= segment.end:
+                parts.append(segment.text)
+                continue
+            if heard > segment.start:
+                fraction = (heard - segment.start) / (segment.end - segment.start)
+                parts.append(heard_prefix(segment.text, fraction))
+            break
+        return " ".join(part for part in parts if part)
+
+    def full_text(self) -> str:
+        return " ".join(segment.text for segment in self._segments if segment.text)
+
+    def interrupt(self) -> str:
+        """Stop at once, drop the queue, and return the text the caller heard."""
+        heard = self.heard_text()
+        self._pending.clear()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._done.set()
+        return heard
+
+    async def aclose(self) -> None:
+        self.interrupt()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closed:
+                    await self._until_heard()
+                    self._done.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            now = self._clock()
+            if self._burst_sent == 0 or now - self._burst_start > self._burst_sent / self.rate:
+                # A new burst, or an underrun: everything sent so far has been heard.
+                self._heard_base = self._sent
+                self._burst_start = now
+                self._burst_sent = 0
+            due = self._burst_start + self._burst_sent / self.rate - self._lead
+            if due > now:
+                await asyncio.sleep(due - now)
+            chunk = self._pending.popleft()
+            samples = len(chunk) // 2
+            self._burst_sent += samples
+            self._sent += samples
+            self.samples_sent_total += samples
+            await self._send_audio(chunk)
+
+    async def _until_heard(self) -> None:
+        remaining = self._burst_start + self._burst_sent / self.rate - self._clock()
+        if remaining > 0:
+            await asyncio.sleep(remaining)

@@ -1,0 +1,73 @@
+"""Turn-taking from VAD probabilities: when the caller starts and stops speaking.
+
+Pure state machine in stream time (seconds since the caller's first sample), fed one VAD
+probability per window. Hysteresis like Silero's own iterator: speech starts above
+``threshold`` after ``min_speech_ms`` of it, and only ends after ``endpointing_ms`` below
+``threshold - 0.15``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+HYSTERESIS: Final = 0.15
+
+
+@dataclass(slots=True)
+class TurnSettings:
+    threshold: float = 0.5
+    min_speech_ms: int = 64
+    endpointing_ms: int = 500
+    barge_in_min_ms: int = 96
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    at: float  # stream time of the first speech window
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    at: float  # stream time just after the last speech window
+
+
+TurnEvent = SpeechStarted | SpeechEnded
+
+
+class TurnDetector:
+    def __init__(self, settings: TurnSettings, window_seconds: float) -> None:
+        self.settings = settings
+        self.window = window_seconds
+        self.speaking = False
+        self._now = 0.0
+        self._run_start: float | None = None  # first window of the current speech run
+        self._last_speech_end = 0.0
+
+    @property
+    def speech_seconds(self) -> float:
+        """How long the current speech run has lasted (0 when silent)."""
+        return 0.0 if self._run_start is None else self._last_speech_end - self._run_start
+
+    def feed(self, probability: float) -> TurnEvent | None:
+        start, self._now = self._now, self._now + self.window
+        settings = self.settings
+        if not self.speaking:
+            if probability < settings.threshold:
+                self._run_start = None
+                return None
+            if self._run_start is None:
+                self._run_start = start
+            self._last_speech_end = self._now
+            if self.speech_seconds * 1000 >= settings.min_speech_ms - 1e-6:
+                self.speaking = True
+                return SpeechStarted(self._run_start)
+            return None
+        if probability >= settings.threshold - HYSTERESIS:
+            self._last_speech_end = self._now
+            return None
+        if (self._now - self._last_speech_end) * 1000 >= settings.endpointing_ms - 1e-6:
+            self.speaking = False
+            self._run_start = None
+            return SpeechEnded(self._last_speech_end)
+        return None

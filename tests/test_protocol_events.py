@@ -1,0 +1,45 @@
+"""Server events carry exactly the fields of PROTOCOL.md §3."""
+
+from voxline.protocol import events
+
+
+def test_hello_and_session_started() -> None:
+    assert events.hello(call_id="c1", in_rate=16000, out_rate=24000, server="voxline/1") == {
+        "event": "hello",
+        "protocol": 2,
+        "call_id": "c1",
+        "audio_in": "pcm16@16000",
+        "audio_out": "pcm16@24000",
+        "server": "voxline/1",
+    }
+    started = events.session_started(call_id="c1", label="desk", in_rate=8000, out_rate=8000)
+    assert started["session_label"] == started["agent_id"] == "desk"
+    assert started["audio_in"] == "pcm16@8000"
+
+
+def test_transcript_has_exactly_four_keys_and_clean_bounded_text() -> None:
+    event = events.transcript("assistant", "a\x00b\nc" + "x" * 5000, final=False)
+    assert set(event) == {"event", "role", "text", "final"}
+    assert event["text"].startswith("a b c")
+    assert len(event["text"]) == 4000
+
+
+def test_assistant_interrupted_reply_is_bounded() -> None:
+    event = events.assistant_interrupted(call_id="c", reply="w " * 400)
+    assert len(event["reply"]) == 500
+
+
+def test_call_control_spreads_arguments() -> None:
+    assert events.call_control(
+        "transfer_to_human", {"destination": "+1555", "reason": "asked"}
+    ) == {
+        "event": "transfer_to_human",
+        "destination": "+1555",
+        "reason": "asked",
+    }
+    assert events.call_control("end_call", {"event": "x", "reason": "bye"})["event"] == "end_call"
+
+
+def test_error_retry_after_is_whole_seconds() -> None:
+    assert events.error("rate_limit_exceeded", "slow down", retry_after=0.2)["retry_after"] == 1
+    assert "retry_after" not in events.error("unauthorized", "no")

@@ -1,0 +1,45 @@
+"""Turn-taking from VAD probabilities."""
+
+from voxline.session.turns import SpeechEnded, SpeechStarted, TurnDetector, TurnSettings
+
+WINDOW = 0.032
+
+
+def run(probabilities: list[float], **settings: int) -> list[tuple[str, float]]:
+    detector = TurnDetector(TurnSettings(**settings), WINDOW)  # type: ignore[arg-type]
+    found = []
+    for p in probabilities:
+        event = detector.feed(p)
+        if isinstance(event, SpeechStarted):
+            found.append(("start", round(event.at, 3)))
+        elif isinstance(event, SpeechEnded):
+            found.append(("end", round(event.at, 3)))
+    return found
+
+
+def test_speech_then_endpoint() -> None:
+    probs = [0.0] * 10 + [0.9] * 20 + [0.0] * 30
+    assert run(probs, endpointing_ms=320) == [("start", 0.32), ("end", 0.96)]
+
+
+def test_blip_shorter_than_min_speech_is_ignored() -> None:
+    assert run([0.0, 0.9, 0.0, 0.0] * 10, min_speech_ms=64) == []
+
+
+def test_short_pause_does_not_end_the_turn() -> None:
+    probs = [0.9] * 10 + [0.0] * 5 + [0.9] * 10 + [0.0] * 20
+    assert run(probs, endpointing_ms=320) == [("start", 0.0), ("end", 0.8)]
+
+
+def test_hysteresis_keeps_speech_through_mid_probabilities() -> None:
+    probs = [0.9] * 5 + [0.4] * 30 + [0.0] * 20
+    events = run(probs, endpointing_ms=320)
+    assert events == [("start", 0.0), ("end", round(35 * WINDOW, 3))]
+
+
+def test_speech_seconds_grows_while_speaking() -> None:
+    detector = TurnDetector(TurnSettings(), WINDOW)
+    for _ in range(10):
+        detector.feed(0.95)
+    assert abs(detector.speech_seconds - 10 * WINDOW) < 1e-9
+    assert detector.speaking
