@@ -58,7 +58,7 @@ class Caller:
         rate: int = 24000,
         **kwargs: Any,
     ) -> Caller:
-        ws = await connect(url, subprotocols=subprotocols, max_size=2**20, **kwargs)  # type: ignore[arg-type]
+        ws = await connect(url, subprotocols=subprotocols or None, max_size=2**20, **kwargs)  # type: ignore[arg-type]
         return cls(ws, tagged=tagged, rate=rate)
 
     async def send_control(self, message: dict[str, Any]) -> None:

@@ -210,8 +210,10 @@ async def _receive_loop(
                 return
             message = receive.result()
             if message["type"] == "websocket.disconnect":
-                conn.close_code = conn.close_code or message.get("code", CloseCode.GOING_AWAY)
-                conn.close_reason = conn.close_reason or "client_closed"
+                code = message.get("code", CloseCode.ABNORMAL)
+                if conn.close_code is None:
+                    conn.close_code = code
+                    conn.close_reason = "client_closed" if code < 1002 else "client_vanished"
                 return
             data = _message_data(message)
             if data is None:

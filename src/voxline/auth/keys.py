@@ -1,0 +1,192 @@
+"""Secret API keys, hashed at rest, and their scopes."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import math
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from voxline.store.database import Database
+
+KeyEnv = Literal["test", "live"]
+
+SCOPE_SESSION = "omni:session"
+SCOPE_ALL = "omni:*"
+SCOPE_CALLS_READ = "calls:read"
+KNOWN_SCOPES = frozenset({SCOPE_SESSION, SCOPE_ALL, SCOPE_CALLS_READ})
+
+#: Characters of the secret kept in clear so that people can tell their keys apart.
+_DISPLAY_CHARS = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    id: str
+    env: KeyEnv
+    scopes: frozenset[str]
+    label: str
+    concurrency: int | None
+    daily_audio_seconds: float | None
+    created_at: float
+    revoked_at: float | None
+    #: The start of the secret, e.g. ``vx_live_Ab3x``: enough to recognise it, useless to use.
+    prefix: str
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the key grants ``scope``; ``ns:*`` grants every ``ns:`` scope."""
+        namespace, _, _ = scope.partition(":")
+        return scope in self.scopes or f"{namespace}:*" in self.scopes
+
+
+def _digest(secret: str) -> bytes:
+    # A fast hash is right here, unlike for passwords: secrets carry 256 random bits, so
+    # there is nothing for a slow hash to protect against a dictionary attack.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+_COLUMNS = (
+    "id, env, scopes, label, concurrency, daily_audio_seconds, created_at, revoked_at, "
+    "display_prefix"
+)
+
+
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    id_, env, scopes, label, concurrency, daily, created_at, revoked_at, prefix = row
+    return ApiKey(
+        id=id_,
+        env=env,
+        scopes=frozenset(scopes.split()),
+        label=label,
+        concurrency=concurrency,
+        daily_audio_seconds=daily,
+        created_at=created_at,
+        revoked_at=revoked_at,
+        prefix=prefix,
+    )
+
+
+def validate_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The scopes as a set; ``ValueError`` if empty or any is unknown."""
+    result = frozenset(scopes)
+    if not result:
+        raise ValueError("a key needs at least one scope")
+    unknown = result - KNOWN_SCOPES
+    if unknown:
+        raise ValueError(
+            f"unknown scope(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(KNOWN_SCOPES))}"
+        )
+    return result
+
+
+class KeyStore:
+    """Blocking methods; run them in a worker thread from async code."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(
+        self,
+        *,
+        env: KeyEnv,
+        scopes: Iterable[str],
+        label: str = "",
+        concurrency: int | None = None,
+        daily_audio_seconds: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret. The secret is not stored and cannot be shown again."""
+        if env not in ("test", "live"):
+            raise ValueError(f"env must be 'test' or 'live', not {env!r}")
+        scope_set = validate_scopes(scopes)
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if daily_audio_seconds is not None and not (
+            math.isfinite(daily_audio_seconds) and daily_audio_seconds > 0
+        ):
+            raise ValueError("daily_audio_seconds must be a positive number")
+        secret = f"vx_{env}_{secrets.token_urlsafe(32)}"
+        prefix = secret[: len(f"vx_{env}_") + _DISPLAY_CHARS]
+        created_at = time.time()
+        with self._db.write() as conn:
+            key_id = f"key_{secrets.token_hex(4)}"
+            while conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone():
+                key_id = f"key_{secrets.token_hex(4)}"
+            conn.execute(
+                "INSERT INTO api_keys (id, env, secret_digest, display_prefix, scopes, label, "
+                "concurrency, daily_audio_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_id,
+                    env,
+                    _digest(secret),
+                    prefix,
+                    " ".join(sorted(scope_set)),
+                    label,
+                    concurrency,
+                    daily_audio_seconds,
+                    created_at,
+                ),
+            )
+        key = ApiKey(
+            id=key_id,
+            env=env,
+            scopes=scope_set,
+            label=label,
+            concurrency=concurrency,
+            daily_audio_seconds=daily_audio_seconds,
+            created_at=created_at,
+            revoked_at=None,
+            prefix=prefix,
+        )
+        return key, secret
+
+    def list(self) -> builtins.list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            ).fetchall()
+        return [_key(row) for row in rows]
+
+    def get(self, key_id: str) -> ApiKey | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+        return None if row is None else _key(row)
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key for good. False if there is no such key or it was already revoked."""
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (time.time(), key_id),
+            )
+            return cursor.rowcount == 1
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The active key whose secret this is, or None for anything else.
+
+        The lookup goes through the digest's index; only the final comparison has to be
+        constant-time, and timing of the index lookup reveals at most something about a
+        digest, which does not help to forge a secret.
+        """
+        digest = _digest(secret)
+        with self._db.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS}, secret_digest FROM api_keys WHERE secret_digest = ?",
+                (digest,),
+            ).fetchone()
+        if row is None or not hmac.compare_digest(row[-1], digest):
+            return None
+        key = _key(row[:-1])
+        return None if key.revoked else key

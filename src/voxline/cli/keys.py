@@ -1,0 +1,170 @@
+"""``voxline keys``: create, list and revoke API keys."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from voxline.auth.keys import KNOWN_SCOPES, SCOPE_SESSION, ApiKey, KeyStore, validate_scopes
+from voxline.config import Settings
+from voxline.store.database import Database
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+class Env(StrEnum):
+    test = "test"
+    live = "live"
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data directory (default: VOXLINE_DATA_DIR, else the user data directory).",
+        file_okay=False,
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def _key_store(data_dir: Path | None) -> Iterator[KeyStore]:
+    settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    with Database(settings.database_path) as db:
+        yield KeyStore(db)
+
+
+def _timestamp(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _as_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "env": key.env,
+        "prefix": key.prefix,
+        "scopes": sorted(key.scopes),
+        "label": key.label,
+        "concurrency": key.concurrency,
+        "daily_audio_seconds": key.daily_audio_seconds,
+        "created_at": _timestamp(key.created_at),
+        "revoked_at": _timestamp(key.revoked_at),
+    }
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter("must be a positive number of seconds")
+    return value
+
+
+@app.command()
+def create(
+    env: Annotated[
+        Env,
+        typer.Option(help="test: a sandbox key with a daily audio cap; live: a production key."),
+    ] = Env.test,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Scope to grant, repeatable (default: {SCOPE_SESSION}). "
+            f"Known: {', '.join(sorted(KNOWN_SCOPES))}.",
+            show_default=False,
+        ),
+    ] = None,
+    label: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Concurrent sessions (default: the server's limit)."),
+    ] = None,
+    daily_audio_seconds: Annotated[
+        float | None,
+        typer.Option(
+            callback=_positive,
+            help="Seconds of audio per UTC day (default: none; the server's cap for test keys).",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key and print its secret, which is shown this once only."""
+    try:
+        scopes = validate_scopes(scope or [SCOPE_SESSION])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
+    with _key_store(data_dir) as store:
+        key, secret = store.create(
+            env=env.value,
+            scopes=scopes,
+            label=label,
+            concurrency=concurrency,
+            daily_audio_seconds=daily_audio_seconds,
+        )
+    if as_json:
+        typer.echo(json.dumps({**_as_json(key), "secret": secret}))
+        return
+    console = Console()
+    console.print(f"Created [bold]{key.id}[/] ({key.env}, {' '.join(sorted(key.scopes))}).")
+    console.print("Secret (shown only now; store it somewhere safe):")
+    console.print(secret, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+def list_keys(as_json: AsJson = False, data_dir: DataDir = None) -> None:
+    """List keys (never their secrets)."""
+    with _key_store(data_dir) as store:
+        keys = store.list()
+    if as_json:
+        typer.echo(json.dumps([_as_json(key) for key in keys]))
+        return
+    if not keys:
+        typer.echo("No keys yet: create one with `voxline keys create`.")
+        return
+    # The secret's prefix shows the env; limits and exact times are in --json.
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in ("id", "secret"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("scopes", min_width=len(SCOPE_SESSION))
+    table.add_column("label", min_width=10, overflow="fold")
+    table.add_column("created", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=len("revoked"))
+    for key in keys:
+        table.add_row(
+            key.id,
+            f"{key.prefix}…",
+            " ".join(sorted(key.scopes)),
+            Text(key.label),  # never read as markup
+            datetime.fromtimestamp(key.created_at, UTC).date().isoformat(),
+            "active" if key.revoked_at is None else "revoked",
+        )
+    Console().print(table)
+
+
+@app.command()
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, key_…")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a key: sessions can no longer start with it or with tokens minted from it."""
+    with _key_store(data_dir) as store:
+        if store.revoke(key_id):
+            typer.echo(f"Revoked {key_id}.")
+        elif store.get(key_id) is None:
+            typer.echo(f"No key {key_id}.", err=True)
+            raise typer.Exit(1)
+        else:
+            typer.echo(f"{key_id} was already revoked.")

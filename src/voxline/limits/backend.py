@@ -1,0 +1,60 @@
+"""The shared-state primitives that limits and browser tokens are built on."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class StateBackend(Protocol):
+    """Expiring shared state: in process (:class:`MemoryBackend`) or across processes (Redis).
+
+    Every method is atomic: concurrent callers, in one process or several, never see a
+    half-done update. Times are in seconds. Buckets and keys are free-form strings.
+    """
+
+    async def acquire_slot(self, bucket: str, limit: int, lease_id: str, ttl_s: float) -> bool:
+        """Take one of ``limit`` concurrent slots in ``bucket`` for ``ttl_s`` seconds.
+
+        A lease that is not refreshed within its TTL lapses and frees its slot, so a process
+        that dies holding slots gives them back. Acquiring a lease already held renews it.
+        """
+        ...
+
+    async def refresh_slot(self, bucket: str, lease_id: str, ttl_s: float) -> bool:
+        """Extend a lease to ``ttl_s`` from now. False if it had lapsed (it is not retaken)."""
+        ...
+
+    async def release_slot(self, bucket: str, lease_id: str) -> None:
+        """Give a slot back; releasing a lease that is not held does nothing."""
+        ...
+
+    async def hit(self, bucket: str, limit: int, window_s: float) -> float | None:
+        """Count one event against ``limit`` per ``window_s``.
+
+        None if it is allowed (and counted); otherwise the seconds to wait before one
+        would be, and the event is not counted. The algorithm is GCRA: an allowance of
+        ``limit`` events at once, refilled steadily at ``limit / window_s``.
+        """
+        ...
+
+    async def peek(self, bucket: str, limit: int, window_s: float) -> float | None:
+        """What :meth:`hit` would return now, without counting anything."""
+        ...
+
+    async def add_usage(self, bucket: str, amount: float, ttl_s: float) -> float:
+        """Add to a counter and return its new total; the counter expires ``ttl_s`` from now."""
+        ...
+
+    async def get_usage(self, bucket: str) -> float:
+        """A counter's total; 0 if it never existed or expired."""
+        ...
+
+    async def put(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
+        """Store a JSON-serialisable mapping for ``ttl_s`` seconds."""
+        ...
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """A stored mapping (a copy), or None if absent or expired."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,141 @@
+"""Redis state backend, shared by every server process pointed at the same Redis."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from redis.asyncio import Redis
+
+# Scripts read the clock with TIME, so every process judges expiry by the Redis server's
+# clock rather than its own. Scores and times are formatted explicitly: Lua would print
+# numbers with 14 significant digits, rounding epoch seconds to 0.1 ms.
+_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function fmt(x) return string.format('%.6f', x) end
+local function prune(key) redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now)) end
+local function expire_with_last_lease(key)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', key, string.format('%d', math.ceil(tonumber(last[2]) * 1000)))
+end
+"""
+
+# KEYS: leases (sorted set of lease id by expiry). ARGV: limit, lease id, ttl.
+_ACQUIRE = (
+    _PRELUDE
+    + """
+prune(KEYS[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[2])
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], fmt(now + tonumber(ARGV[3])), ARGV[2])
+expire_with_last_lease(KEYS[1])
+return 1
+"""
+)
+
+# KEYS: leases. ARGV: lease id, ttl.
+_REFRESH = (
+    _PRELUDE
+    + """
+prune(KEYS[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], 'XX', fmt(now + tonumber(ARGV[2])), ARGV[1])
+expire_with_last_lease(KEYS[1])
+return 1
+"""
+)
+
+# GCRA. KEYS: theoretical arrival time. ARGV: limit, window, "1" to count the event.
+_HIT = (
+    _PRELUDE
+    + """
+local window = tonumber(ARGV[2])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now)
+local new_tat = tat + window / tonumber(ARGV[1])
+local allow_at = new_tat - window
+if now < allow_at then
+  return fmt(allow_at - now)
+end
+if ARGV[3] == '1' then
+  local ttl_ms = math.max(1, math.ceil((new_tat - now) * 1000))
+  redis.call('SET', KEYS[1], fmt(new_tat), 'PX', string.format('%d', ttl_ms))
+end
+return false
+"""
+)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisBackend:
+    """A :class:`~voxline.limits.backend.StateBackend` in Redis.
+
+    Leases live in a sorted set per bucket scored by expiry; a Lua script prunes lapsed
+    leases, counts and adds in one atomic step. Keys are prefixed with ``namespace`` so
+    that one Redis can serve several deployments.
+    """
+
+    def __init__(self, url: str, *, namespace: str = "voxline") -> None:
+        self._redis = Redis.from_url(url, decode_responses=True)
+        self._namespace = namespace
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._refresh = self._redis.register_script(_REFRESH)
+        self._hit = self._redis.register_script(_HIT)
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self._namespace}:{kind}:{name}"
+
+    async def acquire_slot(self, bucket: str, limit: int, lease_id: str, ttl_s: float) -> bool:
+        key = self._key("slots", bucket)
+        return bool(await self._acquire(keys=[key], args=[limit, lease_id, ttl_s]))
+
+    async def refresh_slot(self, bucket: str, lease_id: str, ttl_s: float) -> bool:
+        key = self._key("slots", bucket)
+        return bool(await self._refresh(keys=[key], args=[lease_id, ttl_s]))
+
+    async def release_slot(self, bucket: str, lease_id: str) -> None:
+        await self._redis.zrem(self._key("slots", bucket), lease_id)
+
+    async def _gcra(self, bucket: str, limit: int, window_s: float, count: bool) -> float | None:
+        key = self._key("rate", bucket)
+        retry_after = await self._hit(keys=[key], args=[limit, window_s, "1" if count else "0"])
+        return None if retry_after is None else float(retry_after)
+
+    async def hit(self, bucket: str, limit: int, window_s: float) -> float | None:
+        return await self._gcra(bucket, limit, window_s, count=True)
+
+    async def peek(self, bucket: str, limit: int, window_s: float) -> float | None:
+        return await self._gcra(bucket, limit, window_s, count=False)
+
+    async def add_usage(self, bucket: str, amount: float, ttl_s: float) -> float:
+        key = self._key("usage", bucket)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrbyfloat(key, amount)
+            pipe.pexpire(key, _ms(ttl_s))
+            total, _ = await pipe.execute()
+        return float(total)
+
+    async def get_usage(self, bucket: str) -> float:
+        total = await self._redis.get(self._key("usage", bucket))
+        return 0.0 if total is None else float(total)
+
+    async def put(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
+        await self._redis.set(self._key("value", key), json.dumps(value), px=_ms(ttl_s))
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        encoded = await self._redis.get(self._key("value", key))
+        if encoded is None:
+            return None
+        value: dict[str, Any] = json.loads(encoded)
+        return value
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,1 @@
+"""Persistent state in SQLite: API keys and call records."""

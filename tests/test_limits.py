@@ -1,0 +1,384 @@
+"""State backends (in memory and on a real Redis) and the limit policy built on them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from voxline.auth.keys import ApiKey
+from voxline.config import LimitSettings
+from voxline.limits import memory
+from voxline.limits.backend import StateBackend
+from voxline.limits.memory import MemoryBackend
+from voxline.limits.policy import LimitPolicy, Rejection, SessionLease
+from voxline.limits.redis import RedisBackend
+
+# Short enough to keep the suite fast, long enough not to lapse between two awaits.
+TTL = 0.2
+
+BackendFactory = Callable[[], StateBackend]
+
+
+def make_key(
+    *,
+    key_id: str = "key_00000001",
+    env: str = "live",
+    concurrency: int | None = None,
+    daily_audio_seconds: float | None = None,
+) -> ApiKey:
+    return ApiKey(
+        id=key_id,
+        env=env,  # type: ignore[arg-type]
+        scopes=frozenset({"omni:session"}),
+        label="",
+        concurrency=concurrency,
+        daily_audio_seconds=daily_audio_seconds,
+        created_at=0.0,
+        revoked_at=None,
+        prefix=f"vx_{env}_abcd",
+    )
+
+
+def settings(**overrides: float) -> LimitSettings:
+    values: dict[str, float] = {
+        "default_concurrency": 2,
+        "test_daily_audio_seconds": 10.0,
+        "connects_per_minute_per_key": 1000,
+        "connects_per_minute_per_address": 1000,
+        "auth_failures_per_minute_per_address": 1000,
+    }
+    values.update(overrides)
+    return LimitSettings(**values)  # type: ignore[arg-type]
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+# -- backend primitives -------------------------------------------------------------------
+
+
+async def test_slots_up_to_the_limit_then_released(backend: StateBackend) -> None:
+    assert await backend.acquire_slot("b", 2, "a", 10)
+    assert await backend.acquire_slot("b", 2, "b", 10)
+    assert not await backend.acquire_slot("b", 2, "c", 10)
+    await backend.release_slot("b", "a")
+    assert await backend.acquire_slot("b", 2, "c", 10)
+    # Buckets are independent; releasing what is not held is harmless.
+    assert await backend.acquire_slot("other", 1, "a", 10)
+    await backend.release_slot("b", "nobody")
+    assert not await backend.acquire_slot("b", 2, "d", 10)
+
+
+async def test_acquiring_a_held_lease_again_takes_no_second_slot(backend: StateBackend) -> None:
+    assert await backend.acquire_slot("b", 2, "a", 10)
+    assert await backend.acquire_slot("b", 2, "a", 10)
+    assert await backend.acquire_slot("b", 2, "b", 10)
+    assert await backend.acquire_slot("b", 2, "a", 10)
+
+
+async def test_leases_lapse_unless_refreshed(backend: StateBackend) -> None:
+    assert await backend.acquire_slot("b", 2, "kept", TTL)
+    assert await backend.acquire_slot("b", 2, "dropped", TTL)
+    await asyncio.sleep(TTL * 0.6)
+    assert await backend.refresh_slot("b", "kept", TTL)
+    await asyncio.sleep(TTL * 0.6)
+    # "dropped" lapsed: its slot is free again, and it cannot be refreshed back.
+    assert not await backend.refresh_slot("b", "dropped", TTL)
+    assert await backend.acquire_slot("b", 2, "new", TTL)
+    assert not await backend.acquire_slot("b", 2, "third", TTL)
+    assert await backend.refresh_slot("b", "kept", TTL)
+
+
+async def test_backends_on_one_store_share_slots(backend_factory: BackendFactory) -> None:
+    first, second = backend_factory(), backend_factory()
+    assert await first.acquire_slot("b", 1, "a", 10)
+    assert not await second.acquire_slot("b", 1, "b", 10)
+    await second.release_slot("b", "a")
+    assert await second.acquire_slot("b", 1, "b", 10)
+    assert not await first.acquire_slot("b", 1, "a", 10)
+
+
+async def test_slot_of_a_dead_process_is_freed_by_expiry(backend_factory: BackendFactory) -> None:
+    dead, alive = backend_factory(), backend_factory()
+    assert await dead.acquire_slot("b", 1, "a", TTL)
+    assert not await alive.acquire_slot("b", 1, "b", TTL)
+    await asyncio.sleep(TTL * 1.2)
+    assert await alive.acquire_slot("b", 1, "b", TTL)
+
+
+async def test_hit_allows_a_burst_then_tells_when_to_retry(backend: StateBackend) -> None:
+    for _ in range(4):
+        assert await backend.hit("r", 4, 0.4) is None
+    retry_after = await backend.hit("r", 4, 0.4)
+    assert retry_after is not None
+    assert 0.05 < retry_after <= 0.1
+    # Refused hits are not counted: the wait does not grow.
+    again = await backend.hit("r", 4, 0.4)
+    assert again is not None
+    assert again <= retry_after
+    await asyncio.sleep(retry_after + 0.01)
+    assert await backend.hit("r", 4, 0.4) is None
+    assert await backend.hit("r", 4, 0.4) is not None
+    assert await backend.hit("other", 4, 0.4) is None
+
+
+async def test_peek_counts_nothing(backend: StateBackend) -> None:
+    for _ in range(10):
+        assert await backend.peek("r", 2, 60) is None
+    assert await backend.hit("r", 2, 60) is None
+    assert await backend.peek("r", 2, 60) is None
+    assert await backend.hit("r", 2, 60) is None
+    retry_after = await backend.peek("r", 2, 60)
+    assert retry_after is not None
+    assert 29 < retry_after <= 30
+    assert await backend.hit("r", 2, 60) is not None
+
+
+async def test_backends_on_one_store_share_rates(backend_factory: BackendFactory) -> None:
+    first, second = backend_factory(), backend_factory()
+    assert await first.hit("r", 2, 60) is None
+    assert await second.hit("r", 2, 60) is None
+    assert await first.hit("r", 2, 60) is not None
+
+
+async def test_usage_adds_up_and_expires(backend: StateBackend) -> None:
+    assert await backend.get_usage("u") == 0.0
+    assert await backend.add_usage("u", 1.5, TTL) == pytest.approx(1.5)
+    assert await backend.add_usage("u", 2.25, TTL) == pytest.approx(3.75)
+    assert await backend.get_usage("u") == pytest.approx(3.75)
+    await asyncio.sleep(TTL * 1.2)
+    assert await backend.get_usage("u") == 0.0
+
+
+async def test_values_round_trip_as_copies_and_expire(backend_factory: BackendFactory) -> None:
+    backend, other = backend_factory(), backend_factory()
+    value = {"a": [1, "two"], "b": None}
+    await backend.put("k", value, TTL)
+    value["a"].append(3)  # type: ignore[attr-defined]
+    assert await other.get("k") == {"a": [1, "two"], "b": None}
+    assert await backend.get("missing") is None
+    await asyncio.sleep(TTL * 1.2)
+    assert await backend.get("k") is None
+
+
+# -- policy ---------------------------------------------------------------------------------
+
+
+async def test_sessions_limited_per_key(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(default_concurrency=2))
+    key = make_key()
+    first = await policy.acquire_session(key)
+    second = await policy.acquire_session(key)
+    assert isinstance(first, SessionLease)
+    assert isinstance(second, SessionLease)
+    refused = await policy.acquire_session(key)
+    assert refused == Rejection(
+        "concurrency_limit_exceeded", "this key already has 2 concurrent sessions", None
+    )
+    # Another key has its own allowance.
+    assert isinstance(await policy.acquire_session(make_key(key_id="key_00000002")), SessionLease)
+    await first.release()
+    await first.release()  # idempotent: must not free the slot of another session
+    third = await policy.acquire_session(key)
+    assert isinstance(third, SessionLease)
+    assert isinstance(await policy.acquire_session(key), Rejection)
+
+
+async def test_a_key_concurrency_overrides_the_default(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(default_concurrency=5))
+    key = make_key(concurrency=1)
+    assert isinstance(await policy.acquire_session(key), SessionLease)
+    assert isinstance(await policy.acquire_session(key), Rejection)
+
+
+async def test_one_session_per_browser_token(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(default_concurrency=2))
+    key = make_key()
+    lease = await policy.acquire_session(key, token_id="t1")
+    assert isinstance(lease, SessionLease)
+    refused = await policy.acquire_session(key, token_id="t1")
+    assert isinstance(refused, Rejection)
+    assert refused.code == "concurrency_limit_exceeded"
+    assert "token" in refused.message
+    # The refusal held nothing: the key's second slot is still free.
+    other = await policy.acquire_session(key, token_id="t2")
+    assert isinstance(other, SessionLease)
+    await lease.release()
+    assert isinstance(await policy.acquire_session(key, token_id="t1"), SessionLease)
+
+
+async def test_refusal_by_the_key_frees_the_token_slot(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings())
+    key = make_key(concurrency=1)
+    held = await policy.acquire_session(key)
+    assert isinstance(held, SessionLease)
+    assert isinstance(await policy.acquire_session(key, token_id="t"), Rejection)
+    await held.release()
+    assert isinstance(await policy.acquire_session(key, token_id="t"), SessionLease)
+
+
+async def test_session_leases_lapse_unless_refreshed(backend_factory: BackendFactory) -> None:
+    key = make_key(concurrency=1)
+    one = LimitPolicy(backend_factory(), settings(), lease_ttl_s=TTL)
+    two = LimitPolicy(backend_factory(), settings(), lease_ttl_s=TTL)
+    lease = await one.acquire_session(key)
+    assert isinstance(lease, SessionLease)
+    assert lease.refresh_interval_s == pytest.approx(TTL / 3)
+    for _ in range(2):
+        await asyncio.sleep(TTL * 0.6)
+        assert await lease.refresh()
+    assert isinstance(await two.acquire_session(key), Rejection)
+    await asyncio.sleep(TTL * 1.2)
+    # The holder stalled past its TTL: the slot went to another session, and is lost.
+    taken = await two.acquire_session(key)
+    assert isinstance(taken, SessionLease)
+    assert not await lease.refresh()
+    await lease.release()
+    assert await taken.refresh()
+    assert isinstance(await one.acquire_session(key), Rejection)
+
+
+async def test_refresh_retakes_a_lapsed_slot_still_free(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(), lease_ttl_s=TTL)
+    key = make_key(concurrency=1)
+    lease = await policy.acquire_session(key)
+    assert isinstance(lease, SessionLease)
+    await asyncio.sleep(TTL * 1.2)
+    assert await lease.refresh()
+    assert isinstance(await policy.acquire_session(key), Rejection)
+    await lease.release()
+    assert not await lease.refresh()
+    assert isinstance(await policy.acquire_session(key), SessionLease)
+
+
+async def test_test_keys_have_a_daily_audio_cap(backend: StateBackend) -> None:
+    now = utc("2024-05-01T23:00:00")
+    policy = LimitPolicy(backend, settings(test_daily_audio_seconds=10), clock=lambda: now)
+    key = make_key(env="test")
+    assert policy.daily_cap(key) == 10
+    assert await policy.add_audio(key, 6)
+    assert not await policy.add_audio(key, 4)
+    refused = await policy.acquire_session(key)
+    assert isinstance(refused, Rejection)
+    assert refused.code == "daily_cap_exceeded"
+    assert refused.retry_after == pytest.approx(3600)
+    # Another key's usage is its own; a new UTC day starts afresh.
+    assert isinstance(
+        await policy.acquire_session(make_key(key_id="key_2", env="test")), SessionLease
+    )
+    now = utc("2024-05-02T00:00:01")
+    assert isinstance(await policy.acquire_session(key), SessionLease)
+    assert await policy.add_audio(key, 9.5)
+
+
+async def test_explicit_caps_apply_to_any_key_and_live_keys_have_none_by_default(
+    backend: StateBackend,
+) -> None:
+    policy = LimitPolicy(backend, settings(test_daily_audio_seconds=10))
+    live = make_key(env="live")
+    assert policy.daily_cap(live) is None
+    assert await policy.add_audio(live, 1e6)
+    assert isinstance(await policy.acquire_session(live), SessionLease)
+    capped = make_key(key_id="key_capped", env="live", daily_audio_seconds=100)
+    assert policy.daily_cap(capped) == 100
+    assert policy.daily_cap(make_key(env="test", daily_audio_seconds=100)) == 100
+    assert await policy.add_audio(capped, 99)
+    assert not await policy.add_audio(capped, 1)
+    refused = await policy.acquire_session(capped)
+    assert isinstance(refused, Rejection)
+    assert refused.code == "daily_cap_exceeded"
+    assert refused.retry_after is not None
+    assert 0 < refused.retry_after <= 86400
+
+
+async def test_connects_limited_per_key(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(connects_per_minute_per_key=2))
+    assert await policy.check_connect("10.0.0.1", "key_a") is None
+    assert await policy.check_connect("10.0.0.2", "key_a") is None
+    refused = await policy.check_connect("10.0.0.3", "key_a")
+    assert isinstance(refused, Rejection)
+    assert refused.code == "rate_limit_exceeded"
+    assert refused.retry_after is not None
+    assert 29 < refused.retry_after <= 30
+    assert await policy.check_connect("10.0.0.3", "key_b") is None
+
+
+async def test_connects_limited_per_address(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(connects_per_minute_per_address=2))
+    assert await policy.check_connect("10.0.0.1", "key_a") is None
+    assert await policy.check_connect("10.0.0.1", "key_b") is None
+    refused = await policy.check_connect("10.0.0.1", "key_c")
+    assert isinstance(refused, Rejection)
+    assert refused.code == "rate_limit_exceeded"
+    assert "address" in refused.message
+    assert await policy.check_connect("10.0.0.2", "key_c") is None
+
+
+async def test_failed_authentications_block_an_address(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(auth_failures_per_minute_per_address=3))
+    for _ in range(3):
+        assert await policy.check_auth_block("192.0.2.1") is None
+        await policy.record_auth_failure("192.0.2.1")
+    retry_after = await policy.check_auth_block("192.0.2.1")
+    assert retry_after is not None
+    assert 19 < retry_after <= 20
+    # Checking is free: it never prolongs the block.
+    assert await policy.check_auth_block("192.0.2.1") == pytest.approx(retry_after, abs=0.5)
+    assert await policy.check_auth_block("192.0.2.2") is None
+    # The same host written as an IPv4-mapped IPv6 address is the same host.
+    assert await policy.check_auth_block("::ffff:192.0.2.1") is not None
+
+
+async def test_ipv6_addresses_are_limited_per_64(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(auth_failures_per_minute_per_address=2))
+    await policy.record_auth_failure("2001:db8:1:2::1")
+    await policy.record_auth_failure("2001:db8:1:2:ffff::9")
+    assert await policy.check_auth_block("2001:db8:1:2::abcd") is not None
+    assert await policy.check_auth_block("2001:db8:1:3::1") is None
+
+
+# -- nothing is left behind -----------------------------------------------------------------
+
+
+async def test_redis_keys_expire_on_their_own(redis_url: str) -> None:
+    backend = RedisBackend(redis_url, namespace="test-expiry")
+    try:
+        await backend.acquire_slot("s", 2, "a", TTL)
+        await backend.acquire_slot("s", 2, "b", TTL / 2)
+        await backend.hit("r", 1, TTL)
+        await backend.add_usage("u", 1, TTL)
+        await backend.put("v", {}, TTL)
+        client = Redis.from_url(redis_url)
+        try:
+            assert len(await client.keys("test-expiry:*")) == 4
+            # The lease set lives exactly as long as its last lease.
+            assert 0 < await client.pttl("test-expiry:slots:s") <= TTL * 1000
+            await asyncio.sleep(TTL * 1.2)
+            assert await client.keys("test-expiry:*") == []
+        finally:
+            await client.aclose()
+    finally:
+        await backend.close()
+
+
+async def test_memory_sweeps_what_nobody_touches_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_SWEEP_INTERVAL_S", 0.0)
+    backend = MemoryBackend()
+    await backend.acquire_slot("s", 2, "a", TTL)
+    await backend.hit("r", 1, TTL)
+    await backend.add_usage("u", 1, TTL)
+    await backend.put("v", {}, TTL)
+    await asyncio.sleep(TTL * 1.2)
+    await backend.get("other")
+    assert vars(backend) | {"_next_sweep": None} == {
+        "_slots": {},
+        "_tats": {},
+        "_counters": {},
+        "_values": {},
+        "_next_sweep": None,
+    }
