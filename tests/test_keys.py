@@ -110,7 +110,7 @@ def test_keys_persist_across_reopening(tmp_path: Path) -> None:
     [
         ({"scopes": []}, "at least one scope"),
         ({"scopes": ["omni:admin"]}, "unknown scope"),
-        ({"scopes": ["omni:session", "calls:read"]}, "calls:read"),
+        ({"scopes": ["omni:session", "billing:read"]}, "billing:read"),
         ({"env": "prod"}, "env"),
         ({"concurrency": 0}, "concurrency"),
         ({"daily_audio_seconds": 0.0}, "daily_audio_seconds"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,10 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey
 from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
 from voxline.protocol.errors import Rejection
-from voxline.server.services import SESSION_SCOPE, Services
+from voxline.server.services import Services
+from voxline.store.calls import CallRecord
 from voxline.transports.omni import omni_endpoint
 
 MAX_BODY_BYTES = 16 * 1024
@@ -36,25 +39,32 @@ def _ws_url(request: Request, settings: Settings) -> str:
     return f"{base}/v1/omni"
 
 
-async def create_session_token(request: Request) -> Response:
-    """``POST /v1/omni/sessions``: a short-lived, origin-locked browser token."""
+async def _bearer_key(request: Request, scope: str) -> ApiKey | Rejection:
+    """The secret key in ``Authorization: Bearer``, holding ``scope``, within its limits."""
     services: Services = request.app.state.services
     address = request.client.host if request.client else "unknown"
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        return _error(Rejection("unauthorized", "send Authorization: Bearer <secret key>"))
+        return Rejection("unauthorized", "send Authorization: Bearer <secret key>")
     blocked = await services.limits.check_auth_block(address)
     if blocked is not None:
-        return _error(Rejection("rate_limit_exceeded", "too many failed authentications", blocked))
+        return Rejection("rate_limit_exceeded", "too many failed authentications", blocked)
     key = await asyncio.to_thread(services.keys.authenticate, secret.strip())
     if key is None:
         await services.limits.record_auth_failure(address)
-        return _error(Rejection("unauthorized", "invalid API key"))
-    if not key.has_scope(SESSION_SCOPE):
-        return _error(Rejection("forbidden", f"this key lacks the {SESSION_SCOPE} scope"))
+        return Rejection("unauthorized", "invalid API key")
+    if not key.has_scope(scope):
+        return Rejection("forbidden", f"this key lacks the {scope} scope")
     refused = await services.limits.check_connect(address, key.id)
-    if refused is not None:
-        return _error(refused)
+    return key if refused is None else refused
+
+
+async def create_session_token(request: Request) -> Response:
+    """``POST /v1/omni/sessions``: a short-lived, origin-locked browser token."""
+    services: Services = request.app.state.services
+    key = await _bearer_key(request, SCOPE_SESSION)
+    if isinstance(key, Rejection):
+        return _error(key)
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         return _error(Rejection("invalid_request", "request body too large"))
@@ -80,6 +90,44 @@ async def create_session_token(request: Request) -> Response:
             "session_label": spec.session_label,
         }
     )
+
+
+def _call_json(record: CallRecord) -> dict[str, Any]:
+    return {"object": "call", **dataclasses.asdict(record)}
+
+
+async def list_calls(request: Request) -> Response:
+    """``GET /v1/calls?limit=N``: the most recent call records (keys with ``calls:read``)."""
+    services: Services = request.app.state.services
+    key = await _bearer_key(request, SCOPE_CALLS_READ)
+    if isinstance(key, Rejection):
+        return _error(key)
+    limit_text = request.query_params.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        return _error(Rejection("invalid_request", "limit must be 1-1000", param="limit"))
+    records = await asyncio.to_thread(services.calls.recent, int(limit_text))
+    return JSONResponse({"object": "list", "data": [_call_json(r) for r in records]})
+
+
+async def get_call(request: Request) -> Response:
+    services: Services = request.app.state.services
+    key = await _bearer_key(request, SCOPE_CALLS_READ)
+    if isinstance(key, Rejection):
+        return _error(key)
+    record = await asyncio.to_thread(services.calls.get, request.path_params["call_id"])
+    if record is None:
+        return JSONResponse(
+            {
+                "error": {
+                    "message": "no such call",
+                    "type": "invalid_request_error",
+                    "code": "not_found",
+                    "param": "call_id",
+                }
+            },
+            404,
+        )
+    return JSONResponse(_call_json(record))
 
 
 async def healthz(request: Request) -> Response:
@@ -113,6 +161,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             WebSocketRoute("/v1/omni", omni_endpoint),
             WebSocketRoute("/v2/omni/chat", omni_endpoint),
             Route("/v1/omni/sessions", create_session_token, methods=["POST"]),
+            Route("/v1/calls", list_calls),
+            Route("/v1/calls/{call_id}", get_call),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from voxline import __version__
 from voxline.agents.echo import EchoAgent
-from voxline.auth.keys import ApiKey, KeyStore
+from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
 from voxline.auth.tokens import BrowserTokens, TokenError
 from voxline.config import Settings
 from voxline.engines.vad import SileroModel, VadBatcher
@@ -21,7 +21,6 @@ from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 
 SERVER_NAME = f"voxline/{__version__}"
-SESSION_SCOPE = "omni:session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +116,8 @@ class Services:
             if key is None:
                 await self.limits.record_auth_failure(address)
                 return Rejection("unauthorized", "invalid API key")
-        if not key.has_scope(SESSION_SCOPE):
-            return Rejection("forbidden", f"this key lacks the {SESSION_SCOPE} scope")
+        if not key.has_scope(SCOPE_SESSION):
+            return Rejection("forbidden", f"this key lacks the {SCOPE_SESSION} scope")
         refused = await self.limits.check_connect(address, key.id)
         if refused is not None:
             return refused
