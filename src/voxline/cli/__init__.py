@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from voxline.cli import keys, serve
+from voxline.cli import keys, serve, talk
 
 app = typer.Typer(
     name="voxline",
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve")(serve.serve)
+app.command("talk")(talk.talk)
 app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
 
 

@@ -84,10 +84,10 @@ _CLOSE_MEANINGS: Final[dict[int, str]] = {
     CloseCode.MESSAGE_TOO_LARGE: "a message was too large",
     CloseCode.INTERNAL_ERROR: "internal server error",
     CloseCode.TRY_AGAIN_LATER: "the server is overloaded; try again later",
-    CloseCode.BAD_REQUEST: "bad request: invalid session label, format, rate or framing",
-    CloseCode.UNAUTHORIZED: "unauthorized: the key or token is missing, wrong, expired or revoked",
-    CloseCode.FORBIDDEN: "forbidden: the key lacks omni:session, or the origin is not allowed",
-    CloseCode.TOO_MANY_REQUESTS: "too many requests: a rate, concurrency or daily limit was hit",
+    CloseCode.BAD_REQUEST: "the session label, format, rate or framing is invalid",
+    CloseCode.UNAUTHORIZED: "the key or token is missing, wrong, expired or revoked",
+    CloseCode.FORBIDDEN: "the key lacks the omni:session scope, or the origin is not allowed",
+    CloseCode.TOO_MANY_REQUESTS: "a rate, concurrency or daily limit was reached",
 }
 
 

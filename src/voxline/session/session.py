@@ -136,6 +136,8 @@ class Session:
         self._inbox.put_nowait(pcm)
 
     async def receive(self, frame: ClientFrame) -> None:
+        if self.end_reason is not None:
+            return
         match frame:
             case Configure():
                 await self._configure(frame)
