@@ -8,7 +8,7 @@ import numpy.typing as npt
 import pytest
 
 from tests.support.server import RunningServer, run_server
-from tests.support.speech import synthesize
+from voxline.bench.speech import synthesize
 
 pytest_plugins = ["tests.support.redis_server"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from voxline.cli import keys, serve, talk
+from voxline.cli import bench, keys, serve, talk
 
 app = typer.Typer(
     name="voxline",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("talk")(talk.talk)
+app.command("bench")(bench.bench)
 app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
 
 

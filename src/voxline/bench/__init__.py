@@ -1,0 +1,1 @@
+"""``voxline bench``: load, latency and barge-in measurement."""

@@ -1,0 +1,180 @@
+"""``voxline bench``: N concurrent synthetic callers; latency, frame lag, server CPU and memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voxline.auth.keys import KeyStore
+from voxline.bench.load import CallerResult, percentile, run_caller
+from voxline.bench.speech import synthesize
+from voxline.store.database import Database
+
+UTTERANCE = "Hello, could you tell me what time you open tomorrow morning?"
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class ProcessSample:
+    cpu_seconds: float
+    rss_bytes: int
+
+
+def sample_process(pid: int) -> ProcessSample:
+    """CPU time (user + system) and resident memory of a local process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return ProcessSample((utime + stime) / _TICKS, rss_pages * _PAGE)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _own_server(agent: str, sessions: int) -> Iterator[tuple[str, str, int]]:
+    """A fresh ``voxline serve`` on loopback with limits sized for the run."""
+    with tempfile.TemporaryDirectory(prefix="voxline-bench-") as data_dir:
+        db = Database(Path(data_dir) / "voxline.db")
+        _, key = KeyStore(db).create(
+            env="live", scopes=["omni:session"], label="bench", concurrency=sessions + 10
+        )
+        db.close()
+        port = _free_port()
+        env = {
+            **os.environ,
+            "VOXLINE_DATA_DIR": data_dir,
+            "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": str(sessions * 10 + 100),
+            "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": str(sessions * 10 + 100),
+        }
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "voxline",
+                "serve",
+                "--port",
+                str(port),
+                "--agent",
+                agent,
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            yield url, key, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+async def _run(
+    url: str, key: str, sessions: int, ramp: float, duration: float, pid: int | None
+) -> dict[str, Any]:
+    utterance = synthesize(UTTERANCE, 24000)
+    pause = len(utterance) / 24000 + 1.0  # room for the echo of the utterance and endpointing
+    before = sample_process(pid) if pid else None
+    idle_rss = before.rss_bytes if before else None
+    started = time.monotonic()
+    results: list[CallerResult] = await asyncio.gather(
+        *(
+            run_caller(
+                url,
+                key,
+                utterance,
+                rate=24000,
+                duration=duration,
+                pause=pause,
+                start_delay=ramp * index / max(1, sessions),
+            )
+            for index in range(sessions)
+        )
+    )
+    wall = time.monotonic() - started
+    after = sample_process(pid) if pid else None
+    ttfb = [t for r in results for t in r.ttfb]
+    lag = [t for r in results for t in r.frame_lag]
+    report: dict[str, Any] = {
+        "sessions": sessions,
+        "duration_s": duration,
+        "wall_s": round(wall, 2),
+        "turns": sum(r.turns for r in results),
+        "errors": sorted({r.error for r in results if r.error}),
+        "unclean_closes": sum(1 for r in results if r.close_code not in (1000, None)),
+        "ttfb_ms": {q: _ms(percentile(ttfb, q)) for q in (50, 95, 99)},
+        "frame_lag_ms": {q: _ms(percentile(lag, q)) for q in (50, 95, 99)},
+        "frames": len(lag),
+    }
+    if before and after:
+        report["server_cpu_fraction"] = round((after.cpu_seconds - before.cpu_seconds) / wall, 3)
+        report["server_rss_mib"] = round(after.rss_bytes / 2**20, 1)
+        report["server_idle_rss_mib"] = round((idle_rss or 0) / 2**20, 1)
+    return report
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def bench(
+    url: Annotated[str | None, typer.Option(help="server to load; default: start one")] = None,
+    key: Annotated[str | None, typer.Option(envvar="VOXLINE_API_KEY", help="key for --url")] = None,
+    sessions: Annotated[int, typer.Option(min=1, help="concurrent callers")] = 10,
+    ramp: Annotated[float, typer.Option(min=0, help="seconds over which callers join")] = 5.0,
+    duration: Annotated[float, typer.Option(min=1, help="seconds each caller talks")] = 20.0,
+    agent: Annotated[str, typer.Option(help="agent of the server started here")] = "echo",
+    server_pid: Annotated[int | None, typer.Option(help="pid of --url's server, for CPU")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """Load a server with concurrent real-time callers and report latency and cost."""
+    console = Console(stderr=True)
+    if url is None:
+        with _own_server(agent, sessions) as (own_url, own_key, pid):
+            console.print(f"started voxline serve --agent {agent} (pid {pid}) at {own_url}")
+            report = asyncio.run(_run(own_url, own_key, sessions, ramp, duration, pid))
+    else:
+        if key is None:
+            raise typer.BadParameter("--key is needed with --url")
+        report = asyncio.run(_run(url, key, sessions, ramp, duration, server_pid))
+    table = Table(title=f"{sessions} sessions, {duration:.0f} s each")
+    table.add_column("measure")
+    table.add_column("P50", justify="right")
+    table.add_column("P95", justify="right")
+    table.add_column("P99", justify="right")
+    for name in ("ttfb_ms", "frame_lag_ms"):
+        table.add_row(name, *(str(report[name][q]) for q in (50, 95, 99)))
+    Console().print(table)
+    extras = {k: v for k, v in report.items() if k not in ("ttfb_ms", "frame_lag_ms")}
+    Console().print(extras)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2))

@@ -1,0 +1,1 @@
+"""Model-backed engines shared by every session of a server process."""
