@@ -42,4 +42,6 @@ def test_call_control_spreads_arguments() -> None:
 
 def test_error_retry_after_is_whole_seconds() -> None:
     assert events.error("rate_limit_exceeded", "slow down", retry_after=0.2)["retry_after"] == 1
+    # Rounded up: a client that waits retry_after seconds is never refused again for it.
+    assert events.error("rate_limit_exceeded", "slow down", retry_after=1.4)["retry_after"] == 2
     assert "retry_after" not in events.error("unauthorized", "no")

@@ -57,6 +57,11 @@ def test_everything_else_is_dropped(data: bytes) -> None:
     assert isinstance(demux(data), Dropped)
 
 
+def test_absurd_json_is_dropped_not_fatal() -> None:
+    assert isinstance(demux('{"a":' + "[" * 10_000), Dropped)
+    assert isinstance(demux(b"\x03{" + b'"a":' + b"[" * 10_000 + b"!"), Dropped)
+
+
 def test_limits() -> None:
     demux(b"\x00" * MAX_AUDIO_BYTES)
     with pytest.raises(MessageTooLarge):

@@ -105,6 +105,7 @@ async def _run(
     pause = len(utterance) / 24000 + 1.0  # room for the echo of the utterance and endpointing
     before = sample_process(pid) if pid else None
     idle_rss = before.rss_bytes if before else None
+    client_before = os.times()
     started = time.monotonic()
     results: list[CallerResult] = await asyncio.gather(
         *(
@@ -121,6 +122,7 @@ async def _run(
         )
     )
     wall = time.monotonic() - started
+    client_after = os.times()
     after = sample_process(pid) if pid else None
     ttfb = [t for r in results for t in r.ttfb]
     lag = [t for r in results for t in r.frame_lag]
@@ -134,6 +136,11 @@ async def _run(
         "ttfb_ms": {q: _ms(percentile(ttfb, q)) for q in (50, 95, 99)},
         "frame_lag_ms": {q: _ms(percentile(lag, q)) for q in (50, 95, 99)},
         "frames": len(lag),
+        "client_cpu_fraction": round(
+            (client_after.user + client_after.system - client_before.user - client_before.system)
+            / wall,
+            3,
+        ),
     }
     if before and after:
         report["server_cpu_fraction"] = round((after.cpu_seconds - before.cpu_seconds) / wall, 3)

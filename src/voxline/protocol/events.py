@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any, Final, Literal
@@ -142,7 +143,7 @@ def session_end(*, call_id: str, reason: str) -> Event:
 def error(code: str, message: str, *, retry_after: float | None = None, **extra: Any) -> Event:
     event: Event = {"event": "error", "code": code, "message": message, **extra}
     if retry_after is not None:
-        event["retry_after"] = max(1, round(retry_after))
+        event["retry_after"] = max(1, math.ceil(retry_after))
     return event
 
 

@@ -64,7 +64,7 @@ class MessageTooLarge(Exception):
 def _json_object(data: str | bytes | memoryview) -> dict[str, Any] | None:
     try:
         value = json.loads(data if not isinstance(data, memoryview) else bytes(data))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     return value if isinstance(value, dict) else None
 

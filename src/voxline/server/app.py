@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,7 +30,7 @@ MAX_BODY_BYTES = 16 * 1024
 def _error(rejection: Rejection) -> JSONResponse:
     headers = {}
     if rejection.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(rejection.retry_after)))
+        headers["Retry-After"] = str(max(1, math.ceil(rejection.retry_after)))
     return JSONResponse(rejection.http_body(), rejection.kind.http_status, headers=headers)
 
 
@@ -71,10 +72,10 @@ async def create_session_token(request: Request) -> Response:
     try:
         payload: Any = json.loads(body or b"{}")
         spec = validate_token_request(payload)
-    except json.JSONDecodeError:
-        return _error(Rejection("invalid_request", "request body must be JSON"))
     except TokenRequestError as exc:
         return _error(Rejection("invalid_request", str(exc), param=exc.param))
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurd nesting or numbers
+        return _error(Rejection("invalid_request", "request body must be JSON"))
     minted = await services.tokens.mint(
         key,
         allowed_origins=spec.allowed_origins,

@@ -29,7 +29,8 @@ class Caller:
 
     key: ApiKey
     lease: SessionLease
-    token_id: str | None
+    token_id: str | None = None
+    token_label: str | None = None
 
 
 def build_agent(settings: Settings) -> Agent:
@@ -99,6 +100,7 @@ class Services:
                 "unauthorized", "missing credential: pass pyai-key.<KEY> as a subprotocol"
             )
         token_id: str | None = None
+        token_label: str | None = None
         key: ApiKey | None
         if credential.startswith("vxt_"):
             try:
@@ -110,7 +112,7 @@ class Services:
             key = await asyncio.to_thread(self.keys.get, claims.key_id)
             if key is None or key.revoked_at is not None:
                 return Rejection("unauthorized", "the key behind this token was revoked")
-            token_id = claims.token_id
+            token_id, token_label = claims.token_id, claims.session_label
         else:
             key = await asyncio.to_thread(self.keys.authenticate, credential)
             if key is None:
@@ -124,7 +126,7 @@ class Services:
         lease = await self.limits.acquire_session(key, token_id=token_id)
         if isinstance(lease, Rejection):
             return lease
-        return Caller(key, lease, token_id)
+        return Caller(key, lease, token_id, token_label)
 
 
 def _redis_backend(url: str) -> StateBackend:

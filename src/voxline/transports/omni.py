@@ -134,7 +134,7 @@ async def omni_endpoint(websocket: WebSocket) -> None:
         return
     info = SessionInfo(
         call_id=f"call_{uuid.uuid4().hex}",
-        label=request.label,
+        label=request.label or caller.token_label,
         in_rate=request.rate,
         out_rate=request.rate,
     )
