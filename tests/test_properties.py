@@ -96,7 +96,7 @@ async def _drive(script: list[str | bytes], rate: int) -> _Recorder:
     out = _Recorder()
     async with VadBatcher(shared_model()) as vad:
         info = SessionInfo(call_id="call_prop", label=None, in_rate=rate, out_rate=rate)
-        session = Session(info, out, EchoAgent().conversation(info), vad)
+        session = Session(info, out, EchoAgent(), vad)
         session.start()
         for message in script:
             try:

@@ -7,10 +7,17 @@ and sees ``flush`` when it interrupts has the whole audio loop right.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+from voxline.audio.pcm import Int16Array
 from voxline.audio.resample import resample
-from voxline.session.agent import CallerTurn, ConfigureReport, SessionInfo, Speech, TurnEvents
+from voxline.session.agent import (
+    CallerTurn,
+    ConfigureReport,
+    ConversationHost,
+    SessionInfo,
+    Speech,
+)
 
 
 class EchoConversation:
@@ -25,16 +32,22 @@ class EchoConversation:
     def greeting(self) -> AsyncIterator[Speech] | None:
         return None
 
-    async def respond(self, turn: CallerTurn, events: TurnEvents) -> AsyncIterator[Speech]:
+    def hear(self, utterance: Callable[[], Int16Array], *, paused: bool) -> None:
+        """The echo needs the whole turn, at its end."""
+
+    async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
         if turn.audio is not None and turn.audio.size:
             yield Speech(resample(turn.audio, self._info.in_rate, self._info.out_rate))
 
     def interrupted(self, heard: str) -> None:
         """Nothing to remember: the echo line keeps no history."""
 
+    async def aclose(self) -> None:
+        pass
+
 
 class EchoAgent:
     name = "echo"
 
-    def conversation(self, info: SessionInfo) -> EchoConversation:
+    def conversation(self, info: SessionInfo, host: ConversationHost) -> EchoConversation:
         return EchoConversation(info)

@@ -184,6 +184,11 @@ class VadStream:
         """Stream time at the end of the last window run: when the latest probability is for."""
         return self._windows * self.window_seconds
 
+    @property
+    def buffered_samples(self) -> int:
+        """Samples fed but not yet run: fewer than one window."""
+        return self._tail.size
+
     def reset(self) -> None:
         """Start over as a new stream; a feed staged before this is never applied."""
         self._windows = 0
@@ -282,19 +287,27 @@ class VadBatcher:
     """Runs the pending windows of every stream together, one batch at a time.
 
     The model runs in a worker thread and the requests that arrive meanwhile make up the
-    next batch: no batching timer, so a quiet server runs each window at once and a busy
-    one in larger, cheaper batches. Each request advances at most ``max_steps`` windows
-    per batch, so one long feed cannot hold up everyone else's next result.
+    next batch. A quiet server runs each window at once. When the last batch served more
+    than one stream, the batcher first gathers for ``gather_seconds``, so that a busy
+    server runs fewer, wider inferences: each costs the worker thread a hand-over of the
+    GIL from the busy event loop, and a window in a wide batch costs less than half as
+    much CPU as one run alone. Each request advances at most ``max_steps`` windows per
+    batch, so one long feed cannot hold up everyone else's next result.
 
     Use as ``async with VadBatcher(model) as vad:`` or with :meth:`start` and
     :meth:`aclose`.
     """
 
-    def __init__(self, model: SileroModel, *, max_steps: int = 16) -> None:
+    def __init__(
+        self, model: SileroModel, *, max_steps: int = 16, gather_seconds: float = 0.01
+    ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
+        if gather_seconds < 0:
+            raise ValueError("gather_seconds must not be negative")
         self._model = model
         self._max_steps = max_steps
+        self._gather = gather_seconds
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -362,13 +375,17 @@ class VadBatcher:
 
     async def _serve(self) -> None:
         batch: list[_Request] = []
+        width = 0  # streams in the last batch
         try:
             while self._queue or not self._closing:
                 if not self._queue:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
+                if width > 1 and len(self._queue) < width and not self._closing:
+                    await asyncio.sleep(self._gather)
                 batch = [request for request in self._queue if not request.future.done()]
+                width = len(batch)
                 self._queue = []
                 if batch:
                     await self._run(batch)

@@ -3,11 +3,13 @@ speech. The session owns timing, playout, barge-in and the wire; the agent owns 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voxline.audio.pcm import Int16Array
+from voxline.protocol.client_frames import ToolResult
 from voxline.protocol.events import Event
 
 
@@ -21,11 +23,16 @@ class Speech:
 
 @dataclass(frozen=True, slots=True)
 class CallerTurn:
-    """What the caller said: their audio (input rate), typed text, or DTMF digits."""
+    """What the caller said: their audio (input rate), typed text, or DTMF digits.
+
+    ``marks`` collects monotonic timestamps of the turn's stages (``transcribed``,
+    ``first_token``, ...) for the per-turn timings the session reports.
+    """
 
     audio: Int16Array | None = None
     text: str | None = None
     digits: str | None = None
+    marks: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -48,10 +55,15 @@ class ConfigureReport:
     language: str | None = None
 
 
-class TurnEvents(Protocol):
-    """Lets an agent tell the client things while it works on a turn."""
+class ConversationHost(Protocol):
+    """What the session offers the conversation it hosts."""
 
     async def send_event(self, event: Event) -> None: ...
+
+    def wait_tool_result(self, call_id: str) -> asyncio.Future[ToolResult]: ...
+
+    def end_after_reply(self, reason: str) -> None:
+        """End the call once the current reply has been heard (``end_call``)."""
 
 
 class Conversation(Protocol):
@@ -59,13 +71,21 @@ class Conversation(Protocol):
 
     def greeting(self) -> AsyncIterator[Speech] | None: ...
 
-    def respond(self, turn: CallerTurn, events: TurnEvents) -> AsyncIterator[Speech]: ...
+    def hear(self, utterance: Callable[[], Int16Array], *, paused: bool) -> None:
+        """The caller is speaking (``paused``: has just gone quiet, the turn may be ending).
+
+        ``utterance()`` returns the turn's audio so far; call it only when needed.
+        """
+
+    def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]: ...
 
     def interrupted(self, heard: str) -> None:
         """The caller cut the last reply off after hearing ``heard``."""
+
+    async def aclose(self) -> None: ...
 
 
 class Agent(Protocol):
     name: str
 
-    def conversation(self, info: SessionInfo) -> Conversation: ...
+    def conversation(self, info: SessionInfo, host: ConversationHost) -> Conversation: ...

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from voxline.audio.pcm import pcm16_samples, to_float
+from voxline.audio.pcm import Int16Array, pcm16_samples, to_float
 from voxline.audio.resample import StreamResampler
 from voxline.engines.vad import VadBatcher, VadStream
 from voxline.protocol import events
@@ -30,7 +30,7 @@ from voxline.protocol.client_frames import (
     ToolResult,
 )
 from voxline.protocol.events import Event
-from voxline.session.agent import CallerTurn, Conversation, SessionInfo, Speech
+from voxline.session.agent import Agent, CallerTurn, Conversation, SessionInfo, Speech
 from voxline.session.caller_audio import CallerAudio
 from voxline.session.playout import Playout
 from voxline.session.turns import SpeechEnded, SpeechStarted, TurnDetector, TurnSettings
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 PRE_ROLL_SECONDS = 0.3  # audio kept before detected speech start (VAD onsets are late)
 TAIL_SECONDS = 0.15  # audio kept after the last speech window
+PAUSE_MS = 64  # silence after which the agent may start on what the caller said so far
 
 
 class Outbound(Protocol):
@@ -90,7 +91,7 @@ class Session:
         self,
         info: SessionInfo,
         outbound: Outbound,
-        conversation: Conversation,
+        agent: Agent,
         vad: VadBatcher,
         *,
         turn_settings: TurnSettings | None = None,
@@ -101,7 +102,6 @@ class Session:
         self.info = info
         self.stats = SessionStats()
         self._out = outbound
-        self._conversation = conversation
         self._vad = vad
         self._observer = observer or _NoObserver()
         self.turn_settings = turn_settings or TurnSettings()
@@ -111,7 +111,9 @@ class Session:
         self._turns = TurnDetector(self.turn_settings, self._vad_stream.window_seconds)
         self._caller = CallerAudio(info.in_rate)
         self._arrivals: deque[tuple[float, float]] = deque(maxlen=1024)
-        self._inbox: asyncio.Queue[bytes | memoryview] = asyncio.Queue()
+        self._vad_pending: list[bytes | memoryview] = []  # caller audio not yet fed to the VAD
+        self._vad_pending_samples = 0
+        self._vad_ready = asyncio.Event()  # pending audio completes at least one VAD window
         self._playout = Playout(self._send_audio, info.out_rate, chunk_ms=chunk_ms, lead_ms=lead_ms)
         self._chunk_ms = chunk_ms
         self._lead_ms = lead_ms
@@ -121,9 +123,11 @@ class Session:
         self._tool_results: dict[str, asyncio.Future[ToolResult]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
+        self._end_after_reply: str | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self.configured = False
+        self._conversation: Conversation = agent.conversation(info, self)
 
     # ---- transport -> session -------------------------------------------------------
 
@@ -132,8 +136,21 @@ class Session:
         self._listener.add_done_callback(self._crashed)
 
     def receive_audio(self, pcm: bytes | memoryview) -> None:
-        """Caller PCM16 at the input rate; never blocks (the listener task does the work)."""
-        self._inbox.put_nowait(pcm)
+        """Caller PCM16 at the input rate; never blocks.
+
+        The audio is kept at once; the listener task is woken to convert it and run the VAD
+        only once it makes up a whole VAD window, not for every frame.
+        """
+        self._caller.append(pcm)
+        count = len(pcm) // 2
+        self.stats.audio_in_samples += count
+        self._arrivals.append((self._caller.end_time, time.monotonic()))
+        self._vad_pending.append(pcm)
+        self._vad_pending_samples += count
+        stream = self._vad_stream
+        at_vad_rate = self._vad_pending_samples * stream.sample_rate // self.info.in_rate
+        if stream.buffered_samples + at_vad_rate >= stream.window_size:
+            self._vad_ready.set()
 
     async def receive(self, frame: ClientFrame) -> None:
         if self.end_reason is not None:
@@ -175,6 +192,17 @@ class Session:
             self.end_reason = reason
         self._shutdown()
         self.ended.set()
+
+    # ---- ConversationHost -------------------------------------------------------------
+
+    async def send_event(self, event: Event) -> None:
+        await self._out.send_event(event)
+
+    def end_after_reply(self, reason: str) -> None:
+        if self._reply is None:
+            self._spawn(self.end(reason))
+        else:
+            self._end_after_reply = reason
 
     def wait_tool_result(self, call_id: str) -> asyncio.Future[ToolResult]:
         future: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
@@ -236,20 +264,16 @@ class Session:
     # ---- listening ------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        inbox = self._inbox
+        ready = self._vad_ready
         window = self._vad_stream.window_seconds
         while True:
-            chunks = [await inbox.get()]
-            while not inbox.empty():
-                chunks.append(inbox.get_nowait())
-            pcm = b"".join(chunks) if len(chunks) > 1 else bytes(chunks[0])
-            self._caller.append(pcm)
-            samples = pcm16_samples(pcm)
-            self.stats.audio_in_samples += len(samples)
-            self._arrivals.append((self._caller.end_time, time.monotonic()))
-            probabilities = await self._vad.probabilities(
-                self._vad_stream, self._to_vad_rate.process(to_float(samples))
-            )
+            await ready.wait()
+            ready.clear()
+            pending, self._vad_pending = self._vad_pending, []
+            self._vad_pending_samples = 0
+            samples = pcm16_samples(b"".join(pending))
+            audio = self._to_vad_rate.process(to_float(samples))
+            probabilities = await self._vad.probabilities(self._vad_stream, audio)
             for probability in probabilities:
                 event = self._turns.feed(probability)
                 if isinstance(event, SpeechStarted):
@@ -258,10 +282,19 @@ class Session:
                     self._on_speech_end(event.at)
                 if self._speech_during_reply and self._turns.speaking:
                     await self._maybe_barge_in()
+            if self._turns.speaking and not self._speech_during_reply:
+                self._conversation.hear(
+                    self._utterance_so_far,
+                    paused=self._turns.silence_seconds * 1000 >= PAUSE_MS,
+                )
             if not self._turns.speaking and self._utterance_start is None:
                 self._caller.forget_before(
                     self._vad_stream.processed_seconds - PRE_ROLL_SECONDS - window
                 )
+
+    def _utterance_so_far(self) -> Int16Array:
+        start = self._utterance_start or 0.0
+        return self._caller.between(start, self._vad_stream.processed_seconds)
 
     def _on_speech_start(self, at: float) -> None:
         reply = self._reply
@@ -318,10 +351,14 @@ class Session:
             return
         self._cancel_reply()
         self.stats.turns += 1
-        speech = self._conversation.respond(turn, self._out)
+        speech = self._conversation.respond(turn)
         end_wall = None if caller_end is None else self._caller_end_wall(caller_end)
         self._speak(
-            speech, turn=self.stats.turns, utterance_start=utterance_start, caller_end=end_wall
+            speech,
+            turn=self.stats.turns,
+            utterance_start=utterance_start,
+            caller_end=end_wall,
+            marks=turn.marks,
         )
 
     def _speak(
@@ -331,16 +368,21 @@ class Session:
         turn: int | None,
         utterance_start: float | None,
         caller_end: float | None,
+        marks: dict[str, float] | None = None,
     ) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._play_reply(speech, turn, caller_end), name=f"reply-{turn}"
+            self._play_reply(speech, turn, caller_end, marks or {}), name=f"reply-{turn}"
         )
         self._reply = _Reply(task, utterance_start)
         self._tasks.add(task)
         task.add_done_callback(self._reply_done)
 
     async def _play_reply(
-        self, speech: AsyncIterator[Speech], turn: int | None, caller_end: float | None
+        self,
+        speech: AsyncIterator[Speech],
+        turn: int | None,
+        caller_end: float | None,
+        marks: dict[str, float],
     ) -> None:
         playout = self._playout
         started = False
@@ -351,7 +393,8 @@ class Session:
                     playout.begin()
                     if self._reply is not None:
                         self._reply.audible = True
-                    await self._announce(turn, caller_end)
+                    marks["first_audio"] = time.monotonic()
+                    await self._announce(turn, caller_end, marks)
                 playout.enqueue(part)
                 if part.text:
                     await self._out.send_event(
@@ -368,13 +411,26 @@ class Session:
             aclose = getattr(speech, "aclose", None)
             if aclose is not None:
                 await aclose()
+        if self._end_after_reply is not None:
+            self._spawn(self.end(self._end_after_reply))
 
-    async def _announce(self, turn: int | None, caller_end: float | None) -> None:
+    async def _announce(
+        self, turn: int | None, caller_end: float | None, marks: dict[str, float]
+    ) -> None:
         since_ms: int | None = None
         if caller_end is not None:
-            since = time.monotonic() - caller_end
-            since_ms = round(since * 1000)
-            self._observer.turn_latency("first_audio", since)
+            stages = {
+                stage: round(at - caller_end, 4) for stage, at in marks.items() if at >= caller_end
+            }
+            for stage, seconds in stages.items():
+                self._observer.turn_latency(stage, seconds)
+            since_ms = round(stages["first_audio"] * 1000)
+            if self.info.config.get("metrics"):
+                await self._out.send_event(
+                    events.metrics(
+                        turn=turn, **{f"{stage}_ms": round(s * 1000) for stage, s in stages.items()}
+                    )
+                )
         if turn is not None:
             await self._out.send_event(
                 events.turn_begin(

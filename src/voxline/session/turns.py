@@ -49,6 +49,11 @@ class TurnDetector:
         """How long the current speech run has lasted (0 when silent)."""
         return 0.0 if self._run_start is None else self._last_speech_end - self._run_start
 
+    @property
+    def silence_seconds(self) -> float:
+        """How long the caller has been quiet within the current turn (0 when not speaking)."""
+        return self._now - self._last_speech_end if self.speaking else 0.0
+
     def feed(self, probability: float) -> TurnEvent | None:
         start, self._now = self._now, self._now + self.window
         settings = self.settings

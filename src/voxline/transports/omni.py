@@ -150,7 +150,7 @@ async def _run_call(
     first: Inbound | None,
 ) -> None:
     metrics = services.metrics
-    session = Session(info, conn, services.agent.conversation(info), services.vad, observer=metrics)
+    session = Session(info, conn, services.agent, services.vad, observer=metrics)
     record = CallRecord(
         call_id=info.call_id,
         key_id=caller.key.id,
@@ -200,36 +200,49 @@ async def _run_call(
 async def _receive_loop(
     services: Services, conn: OmniConnection, websocket: WebSocket, session: Session
 ) -> None:
+    """Read client messages until the client leaves or the session ends.
+
+    The read loop runs as its own task, raced once against the end of the session, so a
+    message costs one plain ``receive`` rather than a fresh task and wait per message.
+    """
+    reader = asyncio.ensure_future(_read_messages(services, conn, websocket, session))
     ended = asyncio.ensure_future(session.ended.wait())
     try:
-        while not session.ended.is_set():
-            receive = asyncio.ensure_future(websocket.receive())
-            done, _ = await asyncio.wait({receive, ended}, return_when=asyncio.FIRST_COMPLETED)
-            if receive not in done:
-                receive.cancel()
-                return
-            message = receive.result()
-            if message["type"] == "websocket.disconnect":
-                code = message.get("code", CloseCode.ABNORMAL)
-                if conn.close_code is None:
-                    conn.close_code = code
-                    conn.close_reason = "client_closed" if code < 1002 else "client_vanished"
-                return
-            data = _message_data(message)
-            if data is None:
-                continue
-            try:
-                inbound = demux(data)
-            except MessageTooLarge as exc:
-                await session.end(
-                    "message_too_large",
-                    code=CloseCode.MESSAGE_TOO_LARGE,
-                    error=events.error("message_too_large", str(exc)),
-                )
-                return
-            await _handle(services, conn, session, inbound)
+        await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         ended.cancel()
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    if not reader.cancelled():
+        reader.result()
+
+
+async def _read_messages(
+    services: Services, conn: OmniConnection, websocket: WebSocket, session: Session
+) -> None:
+    while not session.ended.is_set():
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            code = message.get("code", CloseCode.ABNORMAL)
+            if conn.close_code is None:
+                conn.close_code = code
+                conn.close_reason = "client_closed" if code < 1002 else "client_vanished"
+            return
+        data = _message_data(message)
+        if data is None:
+            continue
+        try:
+            inbound = demux(data)
+        except MessageTooLarge as exc:
+            await session.end(
+                "message_too_large",
+                code=CloseCode.MESSAGE_TOO_LARGE,
+                error=events.error("message_too_large", str(exc)),
+            )
+            return
+        await _handle(services, conn, session, inbound)
 
 
 async def _handle(
