@@ -23,9 +23,7 @@ OPEN_LIMITS = {
 @pytest.fixture(scope="session")
 def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One shared ``voxline serve --agent echo`` for the end-to-end tests."""
-    with run_server(
-        tmp_path_factory.mktemp("echo"), env=OPEN_LIMITS, args=("--agent", "echo")
-    ) as server:
+    with run_server(tmp_path_factory.mktemp("echo"), env=OPEN_LIMITS) as server:
         yield server
 
 

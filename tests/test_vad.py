@@ -101,8 +101,8 @@ def test_speech_is_detected_where_it_is(model: SileroModel, rate: int, gain: flo
     detected_start = speech_windows[0] * window
     detected_end = (speech_windows[-1] + 1) * window
     assert abs(detected_start - (lead + start)) <= 0.1
-    # The probability takes about 100 ms to decay once speech stops.
-    assert 0 <= detected_end - (lead + end) <= 0.15
+    # The probability takes about 100 ms to decay once speech stops; one window of slack.
+    assert 0 <= detected_end - (lead + end) <= 0.1 + 2 * window
     inside = probabilities[speech_windows[0] : speech_windows[-1] + 1]
     assert np.mean(inside >= THRESHOLD) > 0.85
     assert np.median(inside) > 0.95

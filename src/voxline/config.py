@@ -39,7 +39,21 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
-    agent: Literal["echo", "default"] = "echo"
+    agent: Literal["echo", "default"] = "default"
+    # The default agent's engines: embedded models unless pointed elsewhere.
+    stt_model: str | None = Field(
+        None, description="CTranslate2 Whisper model directory, or the remote model name"
+    )
+    stt_url: str | None = Field(None, description="OpenAI-compatible transcription server")
+    stt_key: str | None = None
+    tts_voice: Path | None = Field(None, description="Piper voice (.onnx, with .onnx.json)")
+    tts_url: str | None = Field(None, description="OpenAI-compatible speech server")
+    tts_key: str | None = None
+    tts_remote_voice: str = "alloy"
+    knowledge: Path | None = Field(None, description="knowledge file for the default brain")
+    llm_url: str | None = Field(None, description="OpenAI-compatible chat completions server")
+    llm_model: str = "gpt-4o-mini"
+    llm_key: str | None = None
     redis_url: str | None = None
     public_url: str | None = Field(
         None, description="external base URL (https://host) when behind a proxy"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,22 @@ class Caller:
 
     async def silence(self, seconds: float) -> None:
         await self.stream(np.zeros(int(seconds * self.rate), dtype=np.int16))
+
+    async def silence_until(
+        self, predicate: Callable[[Received], bool], timeout: float = 15.0
+    ) -> None:
+        """Keep streaming silence, as real clients do, until ``predicate`` holds."""
+        frame = np.zeros(self.rate * FRAME_MS // 1000, dtype=np.int16).tobytes()
+        start = time.monotonic()
+        index = 0
+        while not predicate(self.got):
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"timed out; got {self.got.names()}")
+            await self.send_pcm(frame)
+            index += 1
+            delay = start + index * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     async def wait_for(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -68,7 +68,11 @@ class RunningServer:
 
 @contextmanager
 def run_server(
-    data_dir: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    agent: str = "echo",
 ) -> Iterator[RunningServer]:
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +80,17 @@ def run_server(
     environment = {**os.environ, "VOXLINE_DATA_DIR": str(data_dir), **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "voxline", "serve", "--port", str(port), *args],
+            [
+                sys.executable,
+                "-m",
+                "voxline",
+                "serve",
+                "--port",
+                str(port),
+                "--agent",
+                agent,
+                *args,
+            ],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

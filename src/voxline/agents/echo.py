@@ -51,3 +51,6 @@ class EchoAgent:
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> EchoConversation:
         return EchoConversation(info)
+
+    async def aclose(self) -> None:
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -53,6 +54,20 @@ def serve(
     redis_url: Annotated[
         str | None, typer.Option(help="share limits and tokens between processes")
     ] = None,
+    knowledge: Annotated[
+        Path | None, typer.Option(help="knowledge file for the default agent's answers")
+    ] = None,
+    stt_model: Annotated[
+        str | None, typer.Option(help="CTranslate2 Whisper model directory for speech-to-text")
+    ] = None,
+    tts_voice: Annotated[Path | None, typer.Option(help="Piper voice (.onnx)")] = None,
+    llm_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible chat completions server")
+    ] = None,
+    llm_model: Annotated[str | None, typer.Option(help="model name for --llm-url")] = None,
+    llm_key: Annotated[
+        str | None, typer.Option(help="API key for --llm-url (or VOXLINE_LLM_KEY)")
+    ] = None,
     print_key: Annotated[
         bool, typer.Option("--print-key", help="show a quickstart test key on startup")
     ] = False,
@@ -67,6 +82,12 @@ def serve(
             "agent": agent,
             "data_dir": data_dir,
             "redis_url": redis_url,
+            "knowledge": knowledge,
+            "stt_model": stt_model,
+            "tts_voice": tts_voice,
+            "llm_url": llm_url,
+            "llm_model": llm_model,
+            "llm_key": llm_key,
             "config_file": config,
         }.items()
         if value is not None
@@ -78,6 +99,9 @@ def serve(
     console.print(f"  realtime socket: ws://{settings.host}:{settings.port}/v1/omni")
     if print_key:
         console.print(f"  test key: [bold]{quickstart_key(settings)}[/]")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,

