@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import OPEN_LIMITS
 from tests.support.caller import Caller, Received
-from tests.support.fake_llm import FakeLLM, Reply
+from tests.support.fake_llm import FakeLLM, Reply, ToolCall
+from tests.support.kb_server import PASSAGE_A, TOKEN, KbServer
 from tests.support.server import RunningServer, run_server
 from voxline.bench.speech import synthesize
 
@@ -153,3 +154,60 @@ async def test_the_llm_brain_streams_into_speech(
     assert "8 in the morning" in messages[0]["content"]  # knowledge as context
     assert messages[-1]["role"] == "user" and "open" in messages[-1]["content"].lower()
     assert request.body["stream"] is True
+
+
+async def test_tools_client_loop_and_call_control_through_the_llm(
+    llm_server: tuple[RunningServer, FakeLLM],
+) -> None:
+    """The brain calls a client tool (tool_call -> tool_result), answers with its output,
+    then ends the call: ``end_call`` is sent and the session ends once the goodbye is heard."""
+    server, llm = llm_server
+    llm.reset()
+    llm.script(
+        Reply(tool_calls=[ToolCall("order_status", {"order": "A17"})]),
+        Reply(text="Your order A17 ships tomorrow."),
+        Reply(text="Goodbye!", tool_calls=[ToolCall("end_call", {"reason": "done"})]),
+    )
+    tool = {
+        "name": "order_status",
+        "description": "Look up an order",
+        "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
+    }
+    caller = await _open(server, tools=[tool])
+    assert (await caller.wait_for("configured"))["tools"] == 1
+    await caller.silence_until(_replies(1))
+    await caller.send_control({"type": "input_text", "text": "Where is my order A17?"})
+    call = await caller.wait_for("tool_call")
+    assert (call["name"], call["arguments"]) == ("order_status", {"order": "A17"})
+    await caller.send_control(
+        {"type": "tool_result", "call_id": call["call_id"], "output": {"status": "ships tomorrow"}}
+    )
+    await caller.silence_until(_replies(2))
+    assert _finals(caller, "assistant")[-1] == "Your order A17 ships tomorrow."
+    second = llm.requests[1].body["messages"]
+    assert second[-1]["role"] == "tool" and "ships tomorrow" in second[-1]["content"]
+
+    await caller.send_control({"type": "input_text", "text": "Thanks, bye."})
+    await caller.silence_until(lambda got: got.close_code is not None, timeout=20)
+    names = caller.got.names()
+    assert names.index("end_call") < names.index("session_end")
+    assert caller.got.first("end_call")["reason"] == "done"
+    assert caller.got.close_code == 1000
+
+
+async def test_kb_endpoint_answers_each_caller_turn(agent_server: RunningServer) -> None:
+    """Each caller turn POSTs to the kb_endpoint with the bearer token; its passage grounds
+    the answer."""
+    with KbServer() as kb:
+        caller = await _open(
+            agent_server, kb_endpoint=kb.url("auth"), kb_token=TOKEN, greeting="Hello."
+        )
+        assert (await caller.wait_for("configured"))["kb"] is True
+        await caller.silence_until(_replies(1))
+        await caller.send_control({"type": "input_text", "text": "When are you open?"})
+        await caller.silence_until(_replies(2))
+        await caller.close()
+    assert _finals(caller, "assistant")[-1] == PASSAGE_A
+    [(headers, body)] = kb.received
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+    assert body["query"] == "When are you open?"
