@@ -182,3 +182,23 @@ def test_any_split_of_the_stream_gives_the_same_sentences(
     for piece in whole:
         assert piece and piece == piece.strip()
         assert len(piece) <= SentenceSplitter(**options).max_chars or len(piece.split()) == 1
+
+
+def test_a_long_first_clause_is_cut_before_a_connective() -> None:
+    splitter = SentenceSplitter()
+    text = "We're open Monday to Thursday from 8 in the morning to 6 in the evening. Bye now."
+    assert splitter.feed(text) + splitter.flush() == [
+        "We're open Monday to Thursday",
+        "from 8 in the morning to 6 in the evening.",
+        "Bye now.",
+    ]
+    # Only the first piece, and only once it is long enough and four words in.
+    splitter = SentenceSplitter()
+    assert splitter.feed("Yes and no. ") + splitter.flush() == ["Yes and no."]
+    assert SentenceSplitter(first_chunk_chars=None).feed(text)[0].endswith("evening.")
+
+
+def test_the_connective_cut_waits_for_the_whole_next_word() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("We're open Monday to Thursday fro") == []
+    assert splitter.feed("m eight") == ["We're open Monday to Thursday"]

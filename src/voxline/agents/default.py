@@ -18,7 +18,7 @@ from typing import Any, Final
 import httpx
 
 from voxline.agents.tools import SessionTools
-from voxline.audio.pcm import Int16Array, to_float
+from voxline.audio.pcm import Int16Array, to_float, trim_trailing_silence
 from voxline.audio.resample import resample
 from voxline.engines.brain import Action, Brain, BrainRequest, Message, TextDelta
 from voxline.engines.knowledge import KbEndpoint, KnowledgeBase
@@ -41,6 +41,7 @@ MIN_PARTIAL_AUDIO_S: Final = 1.0
 FIRST_SENTENCE_CHARS: Final = 40  # a short first piece: earlier first audio
 KNOWLEDGE_PASSAGES: Final = 3
 HISTORY_TURNS: Final = 12
+_CLOSERS: Final = "\"')]}"
 
 
 @dataclass(slots=True)
@@ -257,6 +258,9 @@ class DefaultConversation:
     async def _synthesize(self, sentence: str) -> Speech:
         tts = self._engines.tts
         audio = await tts.synthesize(sentence)
+        if not sentence.rstrip(_CLOSERS).endswith((".", "!", "?")):
+            # A phrase cut mid-sentence: the voice's end-of-sentence pause would break it up.
+            audio = trim_trailing_silence(audio, tts.sample_rate)
         return Speech(resample(audio, tts.sample_rate, self._info.out_rate), sentence)
 
     def interrupted(self, heard: str) -> None:

@@ -33,3 +33,11 @@ def rms_dbfs(samples: Int16Array) -> float:
         return float("-inf")
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
     return 20 * np.log10(rms / 32768) if rms > 0 else float("-inf")
+
+
+def trim_trailing_silence(samples: Int16Array, rate: int, *, keep_ms: int = 40) -> Int16Array:
+    """Drop the quiet tail of a clip (below 1 % of its peak), keeping ``keep_ms`` of it."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 0.01 * np.abs(samples).max(initial=0))
+    if not loud.size:
+        return samples
+    return samples[: min(len(samples), loud[-1] + 1 + rate * keep_ms // 1000)]

@@ -13,7 +13,10 @@ is joined to the next, and one longer than ``max_chars`` is cut at its last clau
 boundary, or failing that its last word, within the limit.
 
 The first piece of a reply is cut earlier, since it sets how soon the caller hears the
-agent: at any sentence end, and at a clause boundary once it is ``first_chunk_chars`` long.
+agent: at any sentence end, at a clause boundary once it is ``first_chunk_chars`` long, and
+failing those before a connective (“and”, “from”, “because”, …) once it is
+``first_phrase_chars`` long and four words: a long first clause costs its whole synthesis
+time before the caller hears anything (about 0.45 s for 75 characters on two cores).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ _OPENERS: Final = "\"'([{«“‘"
 _DASHES: Final = frozenset("-–—")
 _DOTTED: Final = re.compile(r"(?:[A-Za-z]{1,2}\.)+[A-Za-z]{1,2}")  # e.g, U.S, a.m, Ph.D
 _LIST_NUMBER: Final = re.compile(r"\d{1,2}")
+CONNECTIVES: Final = frozenset(
+    {"and", "but", "or", "so", "because", "from", "with", "which", "when", "if", "until"}
+    | {"while", "where", "since", "unless", "although"}
+)
 ABBREVIATIONS: Final = frozenset(
     {"mr", "mrs", "ms", "mx", "dr", "prof", "rev", "hon", "sr", "jr", "st", "mt", "ave", "rd"}
     | {"vs", "etc", "approx", "dept", "est", "inc", "ltd", "corp", "co"}
@@ -77,6 +84,7 @@ class SentenceSplitter:
         self,
         *,
         first_chunk_chars: int | None = 40,
+        first_phrase_chars: int = 24,
         min_chars: int = 20,
         clause_chars: int = 80,
         max_chars: int = 200,
@@ -85,6 +93,7 @@ class SentenceSplitter:
         if not 0 < min_chars <= max_chars:
             raise ValueError("need 0 < min_chars <= max_chars")
         self.first_chunk_chars = first_chunk_chars
+        self.first_phrase_chars = first_phrase_chars
         self.min_chars = min_chars
         self.clause_chars = clause_chars
         self.max_chars = max_chars
@@ -108,6 +117,16 @@ class SentenceSplitter:
             self._first = False
         return pieces
 
+    @staticmethod
+    def _before_connective(text: str, start: int, end: int, final: bool) -> bool:
+        """Whether the gap at ``start:end`` comes after four words and before a connective
+        (judged only once the next word is complete, so delivery never matters)."""
+        following = _GAP.search(text, end)
+        if following is None and not final:
+            return False
+        word = text[end : following.start() if following else len(text)]
+        return word.lower() in CONNECTIVES and len(text[:start].split()) >= 4
+
     def _next_cut(self, final: bool) -> int | None:
         """Where the next piece ends (the end of the gap after it), if the text says yet."""
         text = self._buffer
@@ -130,6 +149,13 @@ class SentenceSplitter:
                 return end
             if end == len(text) and not final:
                 return None  # the rest of the gap may break a line
+            if (
+                self._first
+                and self.first_chunk_chars is not None
+                and start >= self.first_phrase_chars
+                and self._before_connective(text, start, end, final)
+            ):
+                return end
             if boundary is _Boundary.CLAUSE and start >= self.min_chars:
                 last_clause = end
             last_word = end
