@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+import uvloop
 from rich.console import Console
 from rich.table import Table
 
@@ -163,16 +164,19 @@ def bench(
     server_pid: Annotated[int | None, typer.Option(help="pid of --url's server, for CPU")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
-    """Load a server with concurrent real-time callers and report latency and cost."""
+    """Load a server with concurrent real-time callers and report latency and cost.
+
+    The callers run on uvloop, as the server does: the load generator shares the machine's
+    cores with the server, so its own cost matters."""
     console = Console(stderr=True)
     if url is None:
         with _own_server(agent, sessions) as (own_url, own_key, pid):
             console.print(f"started voxline serve --agent {agent} (pid {pid}) at {own_url}")
-            report = asyncio.run(_run(own_url, own_key, sessions, ramp, duration, pid))
+            report = uvloop.run(_run(own_url, own_key, sessions, ramp, duration, pid))
     else:
         if key is None:
             raise typer.BadParameter("--key is needed with --url")
-        report = asyncio.run(_run(url, key, sessions, ramp, duration, server_pid))
+        report = uvloop.run(_run(url, key, sessions, ramp, duration, server_pid))
     table = Table(title=f"{sessions} sessions, {duration:.0f} s each")
     table.add_column("measure")
     table.add_column("P50", justify="right")
