@@ -102,7 +102,6 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build
     uvicorn.run(
         create_app(settings),
         host=settings.host,

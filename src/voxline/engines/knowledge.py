@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG when imported
 
 GOOD_ENOUGH: Final = 0.18
 """Normalised score from which a knowledge-file hit is trusted as the answer. On the example
