@@ -1,0 +1,107 @@
+"""Measure what the turn-taking defaults rest on, with the real VAD and turn detector.
+
+1. Pauses inside a caller's turn: the longest silence the detector sees within multi-clause
+   questions (so ``endpointing_ms`` can sit above it and not cut callers off mid-pause).
+2. Noise bursts (cough-like: white and low-passed noise, 50-400 ms, two levels): the longest
+   run the detector takes for speech (so ``barge_in_min_ms`` can sit above it).
+3. Real speech onsets: how long after the first speech sample the detector's speech run
+   reaches a given ``barge_in_min_ms`` (the barge-in reaction before any transport delay).
+
+Run: python scripts/measure_turn_taking.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import soxr
+
+from voxline.audio.pcm import to_float
+from voxline.bench.speech import synthesize
+from voxline.engines.vad import VadStream, shared_model
+from voxline.session.turns import SpeechStarted, TurnDetector, TurnSettings
+
+RATE = 16_000
+QUESTIONS = [
+    "Hi, I was wondering, do you take Delta Dental, or only the other plans?",
+    "My name is Sarah Jones, and I'd like to move my cleaning, the one on Tuesday, to Friday.",
+    "So, um, my tooth hurts, it started yesterday, and I'm not sure if it's an emergency.",
+    "Could you tell me the address, and also, is there parking nearby?",
+    "I have two kids, ages six and nine; can they both come in on the same day?",
+]
+
+
+def probabilities(audio: np.ndarray) -> list[float]:
+    return shared_model().probabilities(VadStream(RATE), to_float(audio))
+
+
+def longest_inner_pause(probs: list[float], window: float) -> float:
+    """Longest stretch the detector counts as silence between the first and last speech."""
+    detector = TurnDetector(TurnSettings(endpointing_ms=60_000), window)
+    longest = silence = 0.0
+    for p in probs:
+        detector.feed(p)
+        if detector.silence_seconds < silence:  # speech resumed: that was an inner pause
+            longest = max(longest, silence)
+        silence = detector.silence_seconds
+    return longest
+
+
+def longest_speech_run(probs: list[float], window: float) -> float:
+    detector = TurnDetector(TurnSettings(min_speech_ms=0, endpointing_ms=64), window)
+    longest = 0.0
+    for p in probs:
+        detector.feed(p)
+        longest = max(longest, detector.speech_seconds)
+    return longest
+
+
+def burst(kind: str, seconds: float, level: float, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(int(seconds * RATE))
+    if kind == "lowpass":
+        noise = soxr.resample(soxr.resample(noise, RATE, 2000), 2000, RATE)[: len(noise)]
+    envelope = np.hanning(len(noise))
+    shaped = noise * envelope / (np.abs(noise).max() + 1e-9) * level * 32767
+    padded = np.concatenate([np.zeros(RATE // 2), shaped, np.zeros(RATE // 2)])
+    return padded.astype(np.int16)
+
+
+def main() -> None:
+    window = VadStream(RATE).window_seconds
+    print("1. longest pause inside a turn (ms):")
+    pauses = []
+    for text in QUESTIONS:
+        pause = longest_inner_pause(probabilities(synthesize(text, RATE)), window)
+        pauses.append(pause)
+        print(f"   {pause * 1000:5.0f}  {text}")
+    print(f"   max {max(pauses) * 1000:.0f} ms")
+
+    print("2. longest noise burst taken for speech (ms):")
+    rng = np.random.default_rng(3)
+    runs = []
+    for kind in ("white", "lowpass"):
+        for level in (0.3, 0.9):
+            for seconds in (0.05, 0.1, 0.2, 0.3, 0.4):
+                for _ in range(5):
+                    run = longest_speech_run(
+                        probabilities(burst(kind, seconds, level, rng)), window
+                    )
+                    runs.append(run)
+            print(f"   {kind:7s} level {level}: max {max(runs[-25:]) * 1000:.0f} ms")
+    print(f"   all {len(runs)} bursts: max {max(runs) * 1000:.0f} ms")
+
+    print("3. speech onset to a speech run of N ms (ms):")
+    for minimum in (64, 96, 128, 160):
+        reactions = []
+        for text in QUESTIONS:
+            audio = np.concatenate([np.zeros(RATE // 2, np.int16), synthesize(text, RATE)])
+            onset = np.flatnonzero(np.abs(audio) > 0.02 * 32767)[0] / RATE
+            detector = TurnDetector(TurnSettings(min_speech_ms=minimum), window)
+            for index, p in enumerate(probabilities(audio)):
+                if isinstance(detector.feed(p), SpeechStarted):
+                    reactions.append((index + 1) * window - onset)
+                    break
+        print(f"   barge_in_min_ms={minimum}: worst {max(reactions) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
