@@ -125,6 +125,8 @@ class Session:
         self._listener: asyncio.Task[None] | None = None
         self._end_after_reply: str | None = None
         self._greeted = False
+        self._audio_out_before = 0.0  # seconds sent at earlier output rates
+        self._closing: asyncio.Task[None] | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self._conversation: Conversation = agent.conversation(info, self)
@@ -210,8 +212,13 @@ class Session:
         return future
 
     @property
-    def audio_out_samples(self) -> int:
-        return self._playout.samples_sent_total
+    def audio_in_seconds(self) -> float:
+        return self.stats.audio_in_samples / self.info.in_rate
+
+    @property
+    def audio_out_seconds(self) -> float:
+        """Agent audio sent, across any change of output rate."""
+        return self._audio_out_before + self._playout.samples_sent_total / self._playout.rate
 
     # ---- configure and greeting -----------------------------------------------------
 
@@ -257,6 +264,7 @@ class Session:
 
     def _set_out_rate(self, rate: int) -> None:
         self._playout.interrupt()
+        self._audio_out_before = self.audio_out_seconds
         self.info.out_rate = rate
         self._playout = Playout(
             self._send_audio, rate, chunk_ms=self._chunk_ms, lead_ms=self._lead_ms
@@ -459,6 +467,8 @@ class Session:
     # ---- teardown -------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        if self._closing is None:  # stops the conversation's own work (speculative decodes)
+            self._closing = asyncio.get_running_loop().create_task(self._conversation.aclose())
         self._playout.interrupt()
         self._cancel_reply()
         for task in list(self._tasks):

@@ -264,14 +264,12 @@ async def _handle(
 async def _watch(services: Services, session: Session, caller: Caller) -> None:
     """Every few seconds: keep the lease alive, spend audio against the daily cap, and end
     sessions that outlive the maximum."""
-    info = session.info
-    spent_in = spent_out = 0
+    spent = 0.0
     while not session.ended.is_set():
         await asyncio.sleep(WATCH_INTERVAL)
         await caller.lease.refresh()
-        audio_in, audio_out = session.stats.audio_in_samples, session.audio_out_samples
-        seconds = (audio_in - spent_in) / info.in_rate + (audio_out - spent_out) / info.out_rate
-        spent_in, spent_out = audio_in, audio_out
+        total = session.audio_in_seconds + session.audio_out_seconds
+        seconds, spent = total - spent, total
         if seconds > 0 and not await services.limits.add_audio(caller.key, seconds):
             await session.end(
                 "daily_cap_exceeded",
@@ -288,8 +286,8 @@ async def _finish(
     metrics = services.metrics
     info = session.info
     stats = session.stats
-    audio_in = stats.audio_in_samples / info.in_rate
-    audio_out = session.audio_out_samples / info.out_rate
+    audio_in = session.audio_in_seconds
+    audio_out = session.audio_out_seconds
     code = conn.close_code or CloseCode.GOING_AWAY
     metrics.active_sessions.dec()
     metrics.sessions.labels(str(code)).inc()
