@@ -29,9 +29,12 @@ class CallerAudio:
         self._data += pcm
         overflow = len(self._data) - self._max_bytes
         if overflow > 0:
-            overflow += overflow % 2
-            del self._data[:overflow]
-            self._base += overflow // 2
+            # Drop a quarter of the limit at once: trimming per frame would move the whole
+            # buffer on every append.
+            drop = overflow + self._max_bytes // 4
+            drop += drop % 2
+            del self._data[:drop]
+            self._base += drop // 2
 
     def forget_before(self, t: float) -> None:
         drop = min(int(t * self.rate) - self._base, len(self._data) // 2)
