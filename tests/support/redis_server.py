@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from voxline.bench.process import free_port
 from voxline.limits.backend import StateBackend
 from voxline.limits.memory import MemoryBackend
 from voxline.limits.redis import RedisBackend
@@ -24,15 +24,8 @@ from voxline.limits.redis import RedisBackend
 _START_TIMEOUT_S = 10.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _start(executable: str, directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     # The port can be taken between choosing and binding it; the caller retries.
     process = subprocess.Popen(
         [

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from voxline.auth.keys import KeyStore
+from voxline.bench.process import ServerFailed, serve_process
 from voxline.store.database import Database
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -74,46 +64,14 @@ def run_server(
     args: tuple[str, ...] = (),
     agent: str = "echo",
 ) -> Iterator[RunningServer]:
-    port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / f"server-{port}.log"
-    environment = {**os.environ, "VOXLINE_DATA_DIR": str(data_dir), **(env or {})}
+    log_path = data_dir / f"server-{os.getpid()}-{next(_started)}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voxline",
-                "serve",
-                "--port",
-                str(port),
-                "--agent",
-                agent,
-                *args,
-            ],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(process, port, data_dir, log_path)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"voxline serve exited early:\n{server.log()}")
-            try:
-                if httpx.get(f"{server.http}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"voxline serve did not become ready:\n{server.log()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            with serve_process(data_dir, agent=agent, args=args, env=env, output=log) as spawned:
+                yield RunningServer(spawned.process, spawned.port, data_dir, log_path)
+        except ServerFailed as exc:
+            raise ServerFailed(f"{exc}:\n{log_path.read_text(errors='replace')}") from exc
+
+
+_started = itertools.count()

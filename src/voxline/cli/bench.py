@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import uvloop
 from rich.console import Console
@@ -24,6 +20,7 @@ from rich.table import Table
 
 from voxline.auth.keys import KeyStore
 from voxline.bench.load import CallerResult, percentile, run_caller
+from voxline.bench.process import serve_process
 from voxline.bench.speech import synthesize
 from voxline.store.database import Database
 
@@ -46,13 +43,6 @@ def sample_process(pid: int) -> ProcessSample:
     return ProcessSample((utime + stime) / _TICKS, rss_pages * _PAGE)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _own_server(agent: str, sessions: int) -> Iterator[tuple[str, str, int]]:
     """A fresh ``voxline serve`` on loopback with limits sized for the run."""
@@ -62,41 +52,15 @@ def _own_server(agent: str, sessions: int) -> Iterator[tuple[str, str, int]]:
             env="live", scopes=["omni:session"], label="bench", concurrency=sessions + 10
         )
         db.close()
-        port = _free_port()
+        connects = str(sessions * 10 + 100)
         env = {
-            **os.environ,
-            "VOXLINE_DATA_DIR": data_dir,
-            "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": str(sessions * 10 + 100),
-            "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": str(sessions * 10 + 100),
+            "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": connects,
+            "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": connects,
         }
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voxline",
-                "serve",
-                "--port",
-                str(port),
-                "--agent",
-                agent,
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            yield url, key, process.pid
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+        with serve_process(
+            Path(data_dir), agent=agent, args=("--log-level", "warning"), env=env
+        ) as server:
+            yield server.url, key, server.process.pid
 
 
 async def _run(
