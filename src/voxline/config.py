@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field
@@ -33,6 +33,52 @@ class LimitSettings(BaseSettings):
     auth_failures_per_minute_per_address: int = Field(20, ge=1)
 
 
+class TwilioSettings(BaseSettings):
+    """Phone calls through Twilio Media Streams (``/twilio/voice``, ``/twilio/media``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXLINE_TWILIO_", extra="forbid")
+
+    account_sid: str | None = None
+    auth_token: str | None = Field(None, description="signs webhooks; authenticates REST calls")
+    public_host: str | None = Field(
+        None, description="host[:port] Twilio reaches this server at, over https and wss"
+    )
+    transfer_number: str | None = Field(None, description="what transfer_to_human dials")
+    api_base_url: str = Field(
+        "https://api.twilio.com", description="Twilio's REST API (another base for a proxy)"
+    )
+
+
+class FreeSwitchSettings(BaseSettings):
+    """Phone calls through FreeSWITCH: ``mod_audio_stream`` audio, Event Socket control."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXLINE_FREESWITCH_", extra="forbid")
+
+    stream_token: str | None = Field(
+        None, description="secret the audio stream URL carries as ?token=; unset: disabled"
+    )
+    esl_host: str = "127.0.0.1"
+    esl_port: int = Field(8021, ge=1, le=65535)
+    esl_password: str = "ClueCon"
+    transfer_target: str | None = Field(
+        None, description="uuid_transfer destination: '<extension> [<dialplan> [<context>]]'"
+    )
+
+
+class PhoneSettings(BaseSettings):
+    """What every phone call (Twilio or FreeSWITCH) is: whose key, which agent setup."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXLINE_PHONE_", extra="forbid")
+
+    key_id: str | None = Field(
+        None, description="the API key phone calls are accounted and limited to"
+    )
+    label: str | None = Field(None, description="session label of phone calls")
+    configure: dict[str, Any] = Field(
+        default_factory=dict, description="the configure frame each phone call starts with"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="forbid")
 
@@ -58,8 +104,16 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="external base URL (https://host) when behind a proxy"
     )
+    web_key: str | None = Field(
+        None,
+        description="secret key (omni:session) the page at / mints its browser tokens from; "
+        "unset: the page gets none (serve --print-key uses the quickstart key)",
+    )
     max_session_seconds: float = Field(3600.0, gt=0)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
+    phone: PhoneSettings = Field(default_factory=PhoneSettings)
 
     config_file: Path | None = Field(None, exclude=True)
 

@@ -98,7 +98,12 @@ def serve(
     console.print(f"[bold]voxline[/] ({settings.agent} agent) on {base}")
     console.print(f"  realtime socket: ws://{settings.host}:{settings.port}/v1/omni")
     if print_key:
-        console.print(f"  test key: [bold]{quickstart_key(settings)}[/]")
+        key = quickstart_key(settings)
+        console.print(f"  test key: [bold]{key}[/]")
+        if not settings.web_key:  # the quickstart serves the browser page too
+            settings = settings.model_copy(update={"web_key": key})
+    if settings.web_key:
+        console.print(f"  browser page: [bold]{base}/[/]")
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,24 +19,16 @@ from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey
 from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
 from voxline.protocol.errors import Rejection
+from voxline.server.issuing import error_response as _error
+from voxline.server.issuing import issue_token
 from voxline.server.services import Services
+from voxline.server.web import web_routes
 from voxline.store.calls import CallRecord
+from voxline.transports.freeswitch import audio_stream
 from voxline.transports.omni import omni_endpoint
+from voxline.transports.twilio import media_stream, voice_webhook
 
 MAX_BODY_BYTES = 16 * 1024
-
-
-def _error(rejection: Rejection) -> JSONResponse:
-    headers = {}
-    if rejection.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(rejection.retry_after)))
-    return JSONResponse(rejection.http_body(), rejection.kind.http_status, headers=headers)
-
-
-def _ws_url(request: Request, settings: Settings) -> str:
-    base = settings.public_url or str(request.base_url)
-    base = base.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    return f"{base}/v1/omni"
 
 
 async def _bearer_key(request: Request, scope: str) -> ApiKey | Rejection:
@@ -62,7 +53,6 @@ async def _bearer_key(request: Request, scope: str) -> ApiKey | Rejection:
 
 async def create_session_token(request: Request) -> Response:
     """``POST /v1/omni/sessions``: a short-lived, origin-locked browser token."""
-    services: Services = request.app.state.services
     key = await _bearer_key(request, SCOPE_SESSION)
     if isinstance(key, Rejection):
         return _error(key)
@@ -76,21 +66,7 @@ async def create_session_token(request: Request) -> Response:
         return _error(Rejection("invalid_request", str(exc), param=exc.param))
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurd nesting or numbers
         return _error(Rejection("invalid_request", "request body must be JSON"))
-    minted = await services.tokens.mint(
-        key,
-        allowed_origins=spec.allowed_origins,
-        ttl_seconds=spec.ttl_seconds,
-        session_label=spec.session_label,
-    )
-    return JSONResponse(
-        {
-            "object": "omni.session",
-            "token": minted.token,
-            "expires_at": minted.expires_at,
-            "url": _ws_url(request, services.settings),
-            "session_label": spec.session_label,
-        }
-    )
+    return await issue_token(request, key, spec)
 
 
 def _call_json(record: CallRecord) -> dict[str, Any]:
@@ -164,9 +140,13 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             Route("/v1/omni/sessions", create_session_token, methods=["POST"]),
             Route("/v1/calls", list_calls),
             Route("/v1/calls/{call_id}", get_call),
+            Route("/twilio/voice", voice_webhook, methods=["POST"]),
+            WebSocketRoute("/twilio/media", media_stream),
+            WebSocketRoute("/freeswitch/audio", audio_stream),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            *web_routes(),
         ],
         lifespan=lifespan,
     )

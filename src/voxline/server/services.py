@@ -21,6 +21,7 @@ from voxline.server.metrics import Metrics
 from voxline.session.agent import Agent
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
+from voxline.telephony.esl import EventSocket
 
 SERVER_NAME = f"voxline/{__version__}"
 
@@ -90,11 +91,20 @@ class Services:
         self.vad = VadBatcher(SileroModel())
         self.agent = build_agent(settings)
         self.server_name = SERVER_NAME
+        # FreeSWITCH call control, when its audio streams are enabled.
+        fs = settings.freeswitch
+        self.event_socket = (
+            EventSocket(fs.esl_host, fs.esl_port, fs.esl_password) if fs.stream_token else None
+        )
 
     async def start(self) -> None:
         await self.vad.start()
+        if self.event_socket is not None:
+            self.event_socket.start()
 
     async def aclose(self) -> None:
+        if self.event_socket is not None:
+            await self.event_socket.aclose()
         await self.agent.aclose()
         await self.vad.aclose()
         await self.backend.close()

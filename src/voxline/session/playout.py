@@ -63,6 +63,8 @@ class Playout:
         self._done.set()
         self._task: asyncio.Task[None] | None = None
         self.samples_sent_total = 0
+        self._reply_start_total = 0  # samples_sent_total when the current reply began
+        self._played_total: int | None = None  # as far as the far end reports having played
 
     @property
     def active(self) -> bool:
@@ -74,6 +76,7 @@ class Playout:
         self._segments.clear()
         self._pending.clear()
         self._queued = self._sent = self._heard_base = self._burst_sent = 0
+        self._reply_start_total = self.samples_sent_total
         self._closed = False
         self._done.clear()
         if self._task is None or self._task.done():
@@ -97,11 +100,20 @@ class Playout:
     async def wait(self) -> None:
         await self._done.wait()
 
+    def played(self, total_samples: int) -> None:
+        """The far end reports having played agent audio up to ``total_samples`` (counted
+        like ``samples_sent_total``; telephony marks): the caller has heard no more."""
+        self._played_total = total_samples
+
     def heard_samples(self) -> int:
         if self._burst_sent == 0:
-            return self._heard_base
-        elapsed = int((self._clock() - self._burst_start) * self.rate)
-        return self._heard_base + max(0, min(self._burst_sent, elapsed))
+            heard = self._heard_base
+        else:
+            elapsed = int((self._clock() - self._burst_start) * self.rate)
+            heard = self._heard_base + max(0, min(self._burst_sent, elapsed))
+        if self._played_total is not None:
+            heard = min(heard, max(0, self._played_total - self._reply_start_total))
+        return heard
 
     def heard_text(self) -> str:
         heard = self.heard_samples()

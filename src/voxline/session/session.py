@@ -211,6 +211,11 @@ class Session:
         self._tool_results[call_id] = future
         return future
 
+    def far_end_played(self, samples: int) -> None:
+        """The transport learnt that the far end has played agent audio up to ``samples``
+        sent (Twilio marks): what the caller heard of a reply is capped there."""
+        self._playout.played(samples)
+
     @property
     def audio_in_seconds(self) -> float:
         return self.stats.audio_in_samples / self.info.in_rate
@@ -471,8 +476,10 @@ class Session:
             self._closing = asyncio.get_running_loop().create_task(self._conversation.aclose())
         self._playout.interrupt()
         self._cancel_reply()
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
+            if task is not current:  # end() itself may run as one (end after reply)
+                task.cancel()
         if self._listener is not None:
             self._listener.cancel()
         for waiter in self._tool_results.values():

@@ -1,0 +1,194 @@
+"""One call over the one session engine, whatever its wire: what every transport shares.
+
+A transport authenticates or admits the caller, makes a :class:`CallSocket` that speaks its
+wire format, and hands both to :func:`run_call` with its ``converse`` coroutine (greet,
+then read the far end until it leaves). ``run_call`` owns the rest: the session, its call
+record from start to end, the metrics, the lease and the watchdog that keeps it alive and
+spends the daily audio cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from voxline.protocol import events
+from voxline.protocol.errors import CloseCode
+from voxline.server.services import Caller, Services
+from voxline.session.agent import SessionInfo
+from voxline.session.session import Outbound, Session
+from voxline.store.calls import CallRecord
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 2.0
+
+
+class CallerGone(Exception):
+    """The far end left: there is no one to send to any more."""
+
+
+class Line(Outbound, Protocol):
+    """The session's ``Outbound``, plus how the call closed, for its record."""
+
+    close_code: int | None
+    close_reason: str | None
+
+
+class CallSocket:
+    """The WebSocket of one call. Sends raise :class:`CallerGone` once it is gone; the first
+    close, ours or the far end's, gives the call record its code and reason.
+
+    Subclasses complete it into a :class:`Line` in their wire format.
+    """
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        if self.websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code, reason)
+
+    async def send(self, message: str | bytes) -> None:
+        ws = self.websocket
+        if ws.application_state is not WebSocketState.CONNECTED:
+            raise CallerGone
+        try:
+            if isinstance(message, str):
+                await ws.send_text(message)
+            else:
+                await ws.send_bytes(message)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise CallerGone from exc
+
+    async def receive(self) -> str | bytes | None:
+        """The next message, or None once the far end has closed (its code recorded)."""
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code", CloseCode.ABNORMAL)
+                if self.close_code is None:
+                    self.close_code = code
+                    self.close_reason = "client_closed" if code < 1002 else "client_vanished"
+                return None
+            data: str | bytes | None = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+            if data is not None:
+                return data
+
+
+async def run_call(
+    services: Services,
+    conn: Line,
+    caller: Caller,
+    info: SessionInfo,
+    *,
+    transport: str,
+    converse: Callable[[Session], Awaitable[None]],
+) -> None:
+    """Run one call to its end and leave its record, however it ends."""
+    metrics = services.metrics
+    session = Session(info, conn, services.agent, services.vad, observer=metrics)
+    record = CallRecord(
+        call_id=info.call_id,
+        key_id=caller.key.id,
+        session_label=info.label,
+        transport=transport,
+        started_at=time.time(),
+    )
+    await asyncio.to_thread(services.calls.open, record)
+    metrics.active_sessions.inc()
+    watchdog: asyncio.Task[None] | None = None
+    try:
+        session.start()
+        watchdog = asyncio.create_task(_watch(services, session, caller))
+        await converse(session)
+    except CallerGone:
+        pass
+    except Exception:
+        log.exception("session %s failed", info.call_id)
+        await session.end(
+            "internal_error",
+            code=CloseCode.INTERNAL_ERROR,
+            error=events.error("internal_error", "the session failed; see server logs"),
+        )
+    finally:
+        session.abandon("client_gone")
+        if watchdog is not None:
+            watchdog.cancel()
+        await caller.lease.release()
+        await _finish(services, conn, session)
+
+
+async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> None:
+    """Run ``reading`` (the far end's messages) until it returns or the session ends.
+
+    The read loop runs as its own task, raced once against the end of the session, so a
+    message costs one plain ``receive`` rather than a fresh task and wait per message.
+    """
+    reader = asyncio.ensure_future(reading)
+    ended = asyncio.ensure_future(session.ended.wait())
+    try:
+        await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.cancel()
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    if not reader.cancelled():
+        reader.result()
+
+
+async def _watch(services: Services, session: Session, caller: Caller) -> None:
+    """Every few seconds: keep the lease alive, spend audio against the daily cap, and end
+    sessions that outlive the maximum."""
+    spent = 0.0
+    while not session.ended.is_set():
+        await asyncio.sleep(WATCH_INTERVAL)
+        await caller.lease.refresh()
+        total = session.audio_in_seconds + session.audio_out_seconds
+        seconds, spent = total - spent, total
+        if seconds > 0 and not await services.limits.add_audio(caller.key, seconds):
+            await session.end(
+                "daily_cap_exceeded",
+                code=CloseCode.TOO_MANY_REQUESTS,
+                error=events.error("daily_cap_exceeded", "this key's daily audio cap is spent"),
+            )
+        elif time.time() - session.stats.started_at > services.settings.max_session_seconds:
+            await session.end("max_duration")
+
+
+async def _finish(services: Services, conn: Line, session: Session) -> None:
+    metrics = services.metrics
+    stats = session.stats
+    audio_in = session.audio_in_seconds
+    audio_out = session.audio_out_seconds
+    code = conn.close_code or CloseCode.GOING_AWAY
+    metrics.active_sessions.dec()
+    metrics.sessions.labels(str(code)).inc()
+    metrics.audio_in.inc(audio_in)
+    metrics.audio_out.inc(audio_out)
+    await asyncio.to_thread(
+        services.calls.finish,
+        session.info.call_id,
+        ended_at=time.time(),
+        close_code=int(code),
+        close_reason=conn.close_reason or session.end_reason,
+        audio_in_seconds=audio_in,
+        audio_out_seconds=audio_out,
+        turns=stats.turns,
+        barge_ins=stats.barge_ins,
+    )

@@ -1,0 +1,112 @@
+"""What phone calls share, through Twilio or FreeSWITCH: whose key they spend, the
+``configure`` they start with, and call control.
+
+A phone has no client to read ``transfer_to_human`` or ``end_call``: the phone line acts on
+them. A transfer waits until the caller has heard the agent's line about it (the session ends
+after the reply), then hands the call over; any other end of the session hangs up, since a
+phone call without its agent is only silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+
+from starlette.websockets import WebSocket
+
+from voxline.auth.keys import SCOPE_SESSION
+from voxline.config import Settings
+from voxline.protocol import client_frames
+from voxline.protocol.client_frames import Configure
+from voxline.protocol.errors import Rejection
+from voxline.protocol.events import Event
+from voxline.server.services import Caller, Services
+from voxline.session.session import Session
+from voxline.transports.call import CallSocket
+
+log = logging.getLogger(__name__)
+
+TRANSFERRED = "transferred"
+
+
+async def admit(services: Services) -> Caller | Rejection:
+    """A lease on the configured phone key, within its concurrency and daily cap."""
+    key_id = services.settings.phone.key_id
+    if key_id is None:
+        return Rejection("unauthorized", "phone calls need a key: set VOXLINE_PHONE_KEY_ID")
+    key = await asyncio.to_thread(services.keys.get, key_id)
+    if key is None or key.revoked:
+        return Rejection("unauthorized", "the phone key does not exist or was revoked")
+    if not key.has_scope(SCOPE_SESSION):
+        return Rejection("forbidden", f"the phone key lacks the {SCOPE_SESSION} scope")
+    lease = await services.limits.acquire_session(key)
+    return lease if isinstance(lease, Rejection) else Caller(key, lease)
+
+
+def start_configure(settings: Settings, out_rate: int) -> Configure:
+    """The configured ``configure`` of phone calls, validated like a client's; the audio
+    rate is the phone line's, whatever it says."""
+    parsed = client_frames.parse({**settings.phone.configure, "type": "configure"})
+    for notice in parsed.notices:
+        log.warning("phone configure: %s", notice.get("message"))
+    assert isinstance(parsed.frame, Configure)
+    return Configure(
+        {**parsed.frame.settings, "audio_out": out_rate},
+        parsed.frame.unknown,
+        parsed.frame.rejected,
+    )
+
+
+class PhoneLine(CallSocket, ABC):
+    """A phone call's socket: call-control events become actions on the call.
+
+    Subclasses say how to carry audio and how to act on the call. The destination of a
+    transfer is the configured one, never one the agent names: a language model must not
+    be able to dial anywhere.
+    """
+
+    def __init__(self, websocket: WebSocket) -> None:
+        super().__init__(websocket)
+        self.session: Session | None = None
+        self.transfer_requested = False
+
+    async def send_event(self, event: Event) -> None:
+        match event["event"]:
+            case "transfer_to_human" if self.session is not None:
+                self.transfer_requested = True
+                self.session.end_after_reply(TRANSFERRED)
+            case "send_dtmf":
+                await self._control(self.send_digits(str(event.get("digits", ""))), "send_dtmf")
+
+    async def close(self, code: int, reason: str) -> None:
+        """The session ended: transfer the call if the agent asked to, else hang up."""
+        if self.close_code is None:
+            if self.transfer_requested:
+                await self._control(self.transfer(), "transfer")
+            else:
+                await self._control(self.hang_up(), "hang_up")
+        await super().close(code, reason)
+
+    @abstractmethod
+    async def send_audio(self, pcm: bytes) -> None: ...
+
+    @abstractmethod
+    async def clear_audio(self) -> None: ...
+
+    @abstractmethod
+    async def transfer(self) -> None: ...
+
+    @abstractmethod
+    async def hang_up(self) -> None: ...
+
+    @abstractmethod
+    async def send_digits(self, digits: str) -> None: ...
+
+    async def _control(self, action: Awaitable[None], name: str) -> None:
+        try:
+            await action
+        except Exception as exc:
+            call_id = self.session.info.call_id if self.session else "?"
+            log.warning("call %s: %s failed: %s", call_id, name, exc)
