@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import OPEN_LIMITS
 from tests.support.caller import Caller, Received
 from tests.support.fake_llm import FakeLLM, Reply, ToolCall
+from tests.support.fake_llm import Received as LlmRequest
 from tests.support.kb_server import PASSAGE_A, TOKEN, KbServer
 from tests.support.server import RunningServer, run_server
 from voxline.bench.speech import synthesize
@@ -211,3 +212,53 @@ async def test_kb_endpoint_answers_each_caller_turn(agent_server: RunningServer)
     [(headers, body)] = kb.received
     assert headers["authorization"] == f"Bearer {TOKEN}"
     assert body["query"] == "When are you open?"
+
+
+INSURANCE_ANSWER = (
+    "We accept most PPO dental plans, including Delta Dental, Cigna, Aetna, MetLife and "
+    "Guardian. We are out of network for HMO plans, but we can file the claim for you."
+)
+
+
+def _llm_answers(received: LlmRequest) -> Reply:
+    """A stand-in model: quotes the opening hours from the knowledge it was given, gives a
+    long answer about insurance (to be interrupted), and a short one otherwise."""
+    question = received.messages[-1]["content"].lower()
+    if "insurance" in question:
+        return Reply(text=INSURANCE_ANSWER)
+    if "open" in question:
+        context = received.messages[0]["content"]
+        hours = next(line for line in re.split(r"(?<=\.)\s+", context) if "8 in the" in line)
+        return Reply(text=hours)
+    return Reply(text="Of course, go ahead.")
+
+
+async def test_the_llm_brain_answers_from_knowledge_and_is_cut_off_truthfully(
+    llm_server: tuple[RunningServer, FakeLLM],
+) -> None:
+    server, llm = llm_server
+    llm.reset()
+    llm.respond = _llm_answers
+    caller = await _open(server)
+    await caller.silence_until(_replies(1))
+    question = "What time do you open tomorrow?"
+    await caller.stream(synthesize(question, RATE))
+    await caller.silence_until(_replies(2))
+    assert word_error_rate(question, _finals(caller, "user")[0]) <= 0.2
+    assert "8 in the morning" in _finals(caller, "assistant")[-1]
+
+    await caller.stream(synthesize("Which insurance plans do you accept?", RATE))
+    await caller.silence_until(lambda got: got.names().count("turn_begin") == 2)
+    await caller.silence(0.8)
+    before = len(caller.got.names())
+    await caller.stream(synthesize("Sorry, one more thing.", RATE))
+    await caller.silence_until(_replies(3))
+    await caller.close()
+    names = caller.got.names()[before:]
+    assert "flush" in names
+    reply = caller.got.events[before + names.index("assistant_interrupted")][1]["reply"]
+    assert reply and INSURANCE_ANSWER.startswith(reply) and len(reply) < len(INSURANCE_ANSWER)
+    # The model is told only what the caller heard of the answer it gave.
+    last = llm.requests[-1].messages
+    assert last[-1] == {"role": "user", "content": _finals(caller, "user")[-1]}
+    assert last[-2] == {"role": "assistant", "content": reply}

@@ -141,7 +141,8 @@ async def test_a_twilio_call_from_greeting_to_transfer(phones: Phones) -> None:
     keyed = time.monotonic()
     await call.dtmf("1")
     await call.silence_until(lambda: call.heard.samples(after=keyed) > 0.5 * call.rate)
-    await call.dtmf("0")
+    await call.dtmf("0")  # over the menu's answer: cleared like speech
+    await call.silence_until(lambda: len(call.clears) == 2)
     await call.silence_until(lambda: bool(phones.twilio.updates(call_sid)))
     await call.closed()
     [update] = phones.twilio.updates(call_sid)
@@ -155,7 +156,7 @@ async def test_a_twilio_call_from_greeting_to_transfer(phones: Phones) -> None:
     [record] = _records(phones.server, "twilio", 1)
     assert record["key_id"] == phones.key_id
     assert record["close_reason"] == "transferred"
-    assert record["barge_ins"] == 1
+    assert record["barge_ins"] == 2  # spoken over the answer, then keyed over the menu
     assert int(record["turns"]) >= 4  # question, interruption, 1, 0
     assert float(record["audio_in_seconds"]) > 3
 
@@ -209,7 +210,8 @@ async def test_a_freeswitch_call_from_greeting_to_transfer(phones: Phones) -> No
     keyed = time.monotonic()
     await on_esl(lambda: esl.dtmf(channel, "1"))
     await call.silence_until(lambda: call.heard.samples(after=keyed) > 0.5 * call.rate)
-    await on_esl(lambda: esl.dtmf(channel, "0"))
+    await on_esl(lambda: esl.dtmf(channel, "0"))  # over the menu's answer: broken off
+    await call.silence_until(lambda: esl.api_commands.count(f"uuid_break {channel} all") == 2)
     await call.silence_until(lambda: call.ended)
     assert f"uuid_transfer {channel} {TRANSFER_TARGET}" in esl.api_commands
     assert not any(c.startswith("uuid_kill") for c in esl.api_commands)
@@ -217,7 +219,7 @@ async def test_a_freeswitch_call_from_greeting_to_transfer(phones: Phones) -> No
     [record] = _records(phones.server, "freeswitch", 1)
     assert record["session_label"] == "acme-line"
     assert record["close_reason"] == "transferred"
-    assert record["barge_ins"] == 1
+    assert record["barge_ins"] == 2  # spoken over the answer, then keyed over the menu
     assert int(record["turns"]) >= 4
 
 

@@ -135,13 +135,18 @@ class Decodes:
     """Records each decode as it starts in the worker thread."""
 
     started: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
     running: threading.Event = field(default_factory=threading.Event)
 
     def wrap(self, decode: Callable[..., Transcript]) -> Callable[..., Transcript]:
-        def recorded(audio: Float32Array, prompt: str | None) -> Transcript:
+        def recorded(
+            audio: Float32Array, prompt: str | None, cancelled: threading.Event
+        ) -> Transcript:
             self.started.append(audio.size / 16_000)
             self.running.set()
-            return decode(audio, prompt)
+            transcript = decode(audio, prompt, cancelled)
+            self.texts.append(transcript.text)
+            return transcript
 
         return recorded
 
@@ -165,11 +170,12 @@ async def test_cancelling_returns_at_once_and_skips_queued_decodes(
                 await task
         assert time.perf_counter() - started < 0.1
 
-        # The engine still works: the discarded decode finishes first, the queued one
-        # never starts.
+        # The engine still works: the discarded decode stops at its next step, the queued
+        # one never starts.
         transcript = await transcriber.transcribe(second)
         assert wer(QUESTIONS[1], transcript.text) <= 0.1, transcript.text
         assert decodes.started == [first.size / 16_000, second.size / 16_000]
+        assert decodes.texts[0] == ""
     finally:
         await transcriber.aclose()
     with pytest.raises(RuntimeError, match="closed"):
@@ -388,3 +394,12 @@ async def test_remote_unreachable_raises() -> None:
             await remote.transcribe(speech(QUESTIONS[0]))
     finally:
         await remote.aclose()
+
+
+def test_a_decode_cancelled_before_its_decoder_runs_gives_no_words(
+    whisper: WhisperTranscriber,
+) -> None:
+    cancelled = threading.Event()
+    cancelled.set()
+    assert whisper._decode(speech(QUESTIONS[0]), None, cancelled).text == ""
+    assert whisper._decode(speech(QUESTIONS[0]), None, threading.Event()).text

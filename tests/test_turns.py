@@ -43,3 +43,16 @@ def test_speech_seconds_grows_while_speaking() -> None:
         detector.feed(0.95)
     assert abs(detector.speech_seconds - 10 * WINDOW) < 1e-9
     assert detector.speaking
+
+
+def test_end_turn_ends_the_turn_at_the_last_speech_window() -> None:
+    detector = TurnDetector(TurnSettings(endpointing_ms=500), WINDOW)
+    for p in [0.9] * 10 + [0.0] * 5:
+        detector.feed(p)
+    ended = detector.end_turn()
+    assert isinstance(ended, SpeechEnded) and abs(ended.at - 10 * WINDOW) < 1e-9
+    assert not detector.speaking
+    assert detector.end_turn() is None  # no turn to end
+    assert detector.feed(0.0) is None  # and the silence that follows ends nothing more
+    started = [detector.feed(0.9) for _ in range(3)]
+    assert any(isinstance(event, SpeechStarted) for event in started)

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     stt_model: str | None = Field(
         None, description="CTranslate2 Whisper model directory, or the remote model name"
     )
+    stt_model_8k: str | None = Field(
+        None, description="stt_model for 8 kHz (telephone) sessions; unset: stt_model"
+    )
     stt_url: str | None = Field(None, description="OpenAI-compatible transcription server")
     stt_key: str | None = None
     tts_voice: Path | None = Field(None, description="Piper voice (.onnx, with .onnx.json)")

@@ -1,9 +1,10 @@
 """The default agent: listens (Whisper), thinks (a brain), speaks (Piper), sentence by sentence.
 
-Latency comes from overlap, not from raw speed: partial transcripts while the caller talks,
-a speculative final decode (and knowledge lookup) the moment they pause, so that the turn's
-text is usually ready when endpointing fires, and the first sentence synthesised and played
-while the brain and the synthesiser work on the rest.
+Latency comes from overlap, not from raw speed: partial transcripts while the caller talks;
+the moment they pause, a draft of the reply (the final decode, the knowledge lookup, the
+brain's first sentence, synthesised), so that when endpointing confirms the turn its first
+audio is usually ready to play; a turn whose words sound finished ends after a shorter
+silence; and the first sentence plays while the brain and the synthesiser work on the rest.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
@@ -20,11 +21,13 @@ import httpx
 from voxline.agents.tools import SessionTools
 from voxline.audio.pcm import Int16Array, to_float, trim_trailing_silence
 from voxline.audio.resample import resample
-from voxline.engines.brain import Action, Brain, BrainRequest, Message, TextDelta
+from voxline.engines.brain import Action, Brain, BrainRequest, Message, TextDelta, ToolRunner
 from voxline.engines.knowledge import KbEndpoint, KnowledgeBase
 from voxline.engines.sentences import SentenceSplitter
 from voxline.engines.stt import Transcriber
+from voxline.engines.stt_prompt import build_prompt, knowledge_vocabulary
 from voxline.engines.tts import Synthesizer
+from voxline.engines.turn_end import sounds_complete
 from voxline.protocol import events
 from voxline.protocol.client_frames import Tool
 from voxline.session.agent import (
@@ -55,9 +58,12 @@ class Engines:
     http: httpx.AsyncClient
     # Brains that do not search the knowledge file themselves get its best hits as context.
     file_hits_as_context: bool = False
+    stt_8k: Transcriber | None = None  # for 8 kHz (telephone) sessions, when not ``stt``
 
     async def aclose(self) -> None:
         await self.stt.aclose()
+        if self.stt_8k is not None:
+            await self.stt_8k.aclose()
         await self.tts.aclose()
         await self.http.aclose()
 
@@ -75,12 +81,57 @@ class DefaultAgent:
         await self.engines.aclose()
 
 
-@dataclass(slots=True)
-class _Speculation:
-    """A decode of the utterance as it stood when the caller paused."""
+Piece = Speech | Action
+"""A reply is spoken pieces (a sentence or clause each) and call-control actions, in order."""
 
-    task: asyncio.Task[str]
-    knowledge: asyncio.Task[list[str]]
+
+@dataclass(slots=True)
+class _Prepared:
+    """A reply made ready up to its first piece: the caller's words, the knowledge for them,
+    the first piece and the generator of the rest."""
+
+    text: str | None  # None for a turn without words (DTMF)
+    pieces: AsyncGenerator[Piece, None] | None
+    first: Piece | None
+    marks: dict[str, float]
+
+
+class _GatedTools:
+    """Tools for a reply drafted before its turn is confirmed: they run only once it is, so a
+    draft the caller talks over has had no effect on the world."""
+
+    def __init__(self, tools: ToolRunner, gate: asyncio.Event) -> None:
+        self._tools = tools
+        self._gate = gate
+
+    async def __call__(self, name: str, arguments: dict[str, Any]) -> str:
+        await self._gate.wait()
+        return await self._tools(name, arguments)
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A reply prepared from the utterance as it stood when the caller paused.
+
+    If the pause ends the turn, the reply is committed and its first piece is often ready to
+    play at once; if the caller speaks again, it is dropped, unheard and without effects."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    text: str | None = None  # the transcript, once decoded
+    task: asyncio.Task[_Prepared] = field(init=False)
+
+    async def commit(self) -> _Prepared:
+        self.gate.set()
+        return await self.task
+
+    def drop(self) -> asyncio.Task[None] | None:
+        """Cancel the draft; the task closing a finished draft's reply, if one is needed."""
+        task = self.task
+        task.cancel()
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        pieces = task.result().pieces
+        return None if pieces is None else asyncio.ensure_future(pieces.aclose())
 
 
 class DefaultConversation:
@@ -91,9 +142,11 @@ class DefaultConversation:
         self._history: list[Message] = []
         self._tools: Sequence[Tool] = ()
         self._kb: KbEndpoint | None = None
+        self._kb_passages: list[str] = []  # the endpoint's latest, to bias recognition with
         self._partial: asyncio.Task[None] | None = None
         self._last_partial_at = 0.0
-        self._speculation: _Speculation | None = None
+        self._draft: _Draft | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ---- configuration --------------------------------------------------------------
 
@@ -134,20 +187,20 @@ class DefaultConversation:
     async def _speak_text(self, text: str) -> AsyncIterator[Speech]:
         splitter = SentenceSplitter(first_chunk_chars=FIRST_SENTENCE_CHARS)
         for sentence in [*splitter.feed(text), *splitter.flush()]:
-            yield await self._say(sentence)
+            speech = await self._synthesize(sentence)
+            self._record(speech)
+            yield speech
 
     # ---- listening ------------------------------------------------------------------
 
     def hear(self, utterance: Callable[[], Int16Array], *, paused: bool) -> None:
         if paused:
-            if self._speculation is None:
-                audio = utterance()
-                task = asyncio.create_task(self._transcribe(audio))
-                self._speculation = _Speculation(
-                    task, asyncio.create_task(self._lookup_after(task))
-                )
+            if self._draft is None:
+                if self._partial is not None:
+                    self._partial.cancel()  # frees the decoder for the draft's decode
+                self._draft = self._start_draft(utterance())
             return
-        self._drop_speculation()
+        self._drop_draft()
         now = time.monotonic()
         partial_due = now - self._last_partial_at >= PARTIAL_INTERVAL_S
         if partial_due and (self._partial is None or self._partial.done()):
@@ -156,17 +209,42 @@ class DefaultConversation:
                 self._last_partial_at = now
                 self._partial = asyncio.create_task(self._send_partial(audio))
 
+    def turn_complete(self) -> bool:
+        draft = self._draft
+        return draft is not None and draft.text is not None and sounds_complete(draft.text)
+
+    def _start_draft(self, audio: Int16Array) -> _Draft:
+        draft = _Draft()
+        draft.task = asyncio.create_task(self._draft_reply(draft, audio))
+        return draft
+
+    async def _draft_reply(self, draft: _Draft, audio: Int16Array) -> _Prepared:
+        draft.text = await self._transcribe(audio)
+        return await self._prepare(draft.text, None, _GatedTools(self._session_tools(), draft.gate))
+
     async def _send_partial(self, audio: Int16Array) -> None:
         text = await self._transcribe(audio)
-        if text and self._speculation is None:
+        if text and self._draft is None:
             await self._host.send_event(events.transcript("user", text, final=False))
 
     async def _transcribe(self, audio: Int16Array) -> str:
         samples = to_float(resample(audio, self._info.in_rate, STT_RATE))
-        return (await self._engines.stt.transcribe(samples)).text
+        stt = self._engines.stt
+        if self._info.in_rate == 8000 and self._engines.stt_8k is not None:
+            stt = self._engines.stt_8k
+        return (await stt.transcribe(samples, prompt=self._stt_prompt())).text
 
-    async def _lookup_after(self, transcript: asyncio.Task[str]) -> list[str]:
-        return await self._lookup(await transcript)
+    def _stt_prompt(self) -> str | None:
+        """What the caller is likely to say: see :mod:`voxline.engines.stt_prompt`."""
+        knowledge = self._engines.knowledge
+        last = self._history[-1] if self._history else None
+        return build_prompt(
+            persona=self._config.get("persona"),
+            tool_names=[tool.name for tool in self._tools],
+            passages=self._kb_passages,
+            vocabulary=knowledge_vocabulary(knowledge) if knowledge is not None else (),
+            last_reply=last.content if last is not None and last.role == "assistant" else None,
+        )
 
     async def _lookup(self, query: str) -> list[str]:
         """Passages for this turn: the ``kb_endpoint``'s, then the knowledge file's hits."""
@@ -176,79 +254,99 @@ class DefaultConversation:
         if self._kb is not None:
             label = self._info.label or ""
             passages += await self._kb.fetch(query, session_label=label, agent_id=label)
+            self._kb_passages = passages
         knowledge = self._engines.knowledge
         if knowledge is not None and self._engines.file_hits_as_context:
             passages += [hit.text for hit in knowledge.search(query, KNOWLEDGE_PASSAGES)]
         return passages
 
-    def _drop_speculation(self) -> None:
-        speculation, self._speculation = self._speculation, None
-        if speculation is not None:
-            speculation.task.cancel()
-            speculation.knowledge.cancel()
+    def _drop_draft(self) -> None:
+        draft, self._draft = self._draft, None
+        if draft is not None:
+            self._discard(draft)
+
+    def _discard(self, draft: _Draft) -> None:
+        closing = draft.drop()
+        if closing is not None:
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     # ---- replying -------------------------------------------------------------------
 
     async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
-        speculation, self._speculation = self._speculation, None
+        draft, self._draft = self._draft, None
         if self._partial is not None:
             self._partial.cancel()
-        user_text, passages = await self._understand(turn, speculation)
-        turn.marks["transcribed"] = time.monotonic()
-        if user_text is None and turn.digits is None:
-            return
-        if user_text is not None:
-            await self._host.send_event(events.transcript("user", user_text, final=True))
-            self._history.append(Message("user", user_text))
+        if draft is not None and turn.audio is not None:
+            prepared = await draft.commit()
         else:
-            self._history.append(Message("user", f"(keyed {turn.digits})"))
+            if draft is not None:
+                self._discard(draft)
+            text = await self._transcribe(turn.audio) if turn.audio is not None else turn.text
+            prepared = await self._prepare(text, turn.digits, self._session_tools())
+        turn.marks.update(prepared.marks)
+        pieces = prepared.pieces
+        if pieces is None:
+            return
+        async with contextlib.aclosing(pieces):
+            if prepared.text is not None:
+                await self._host.send_event(events.transcript("user", prepared.text, final=True))
+                self._history.append(Message("user", prepared.text))
+            else:
+                self._history.append(Message("user", f"(keyed {turn.digits})"))
+            piece = prepared.first
+            while piece is not None:
+                if isinstance(piece, Speech):
+                    self._record(piece)
+                    yield piece
+                else:
+                    await self._act(piece)
+                piece = await anext(pieces, None)
+
+    async def _prepare(self, text: str | None, digits: str | None, tools: ToolRunner) -> _Prepared:
+        """The reply to ``text`` (or ``digits``) made ready up to its first piece, with no
+        effect outside this conversation: nothing sent, nothing recorded."""
+        marks = {"transcribed": time.monotonic()}
+        text = text or None
+        if text is None and digits is None:
+            return _Prepared(None, None, None, marks)
         request = BrainRequest(
             persona=self._config.get("persona"),
-            history=tuple(self._history[-2 * HISTORY_TURNS : -1]),
-            user_text=user_text,
-            digits=turn.digits,
-            knowledge=tuple(passages),
+            history=tuple(self._history[-(2 * HISTORY_TURNS - 1) :]),
+            user_text=text,
+            digits=digits,
+            knowledge=tuple(await self._lookup(text) if text else ()),
             tools=tuple(self._tools),
         )
-        tools = SessionTools(
-            self._tools, self._host, self._engines.http, call_id=self._info.call_id
-        )
-        splitter = SentenceSplitter(first_chunk_chars=FIRST_SENTENCE_CHARS)
-        async for output in self._engines.brain.respond(request, tools):
-            if isinstance(output, TextDelta):
-                turn.marks.setdefault("first_token", time.monotonic())
-                for sentence in splitter.feed(output.text):
-                    yield await self._say(sentence)
-            elif isinstance(output, Action):
-                await self._act(output)
-        for sentence in splitter.flush():
-            yield await self._say(sentence)
+        pieces = self._pieces(request, tools, marks)
+        return _Prepared(text, pieces, await anext(pieces, None), marks)
 
-    async def _say(self, sentence: str) -> Speech:
-        """Synthesise a sentence of the reply, recording it in the history as it goes (so
-        an interruption can cut the record down to what was heard)."""
-        speech = await self._synthesize(sentence)
+    async def _pieces(
+        self, request: BrainRequest, tools: ToolRunner, marks: dict[str, float]
+    ) -> AsyncGenerator[Piece, None]:
+        splitter = SentenceSplitter(first_chunk_chars=FIRST_SENTENCE_CHARS)
+        async with contextlib.aclosing(self._engines.brain.respond(request, tools)) as outputs:
+            async for output in outputs:
+                if isinstance(output, TextDelta):
+                    marks.setdefault("first_token", time.monotonic())
+                    for sentence in splitter.feed(output.text):
+                        yield await self._synthesize(sentence)
+                else:
+                    yield output
+        for sentence in splitter.flush():
+            yield await self._synthesize(sentence)
+
+    def _session_tools(self) -> SessionTools:
+        return SessionTools(self._tools, self._host, self._engines.http, call_id=self._info.call_id)
+
+    def _record(self, speech: Speech) -> None:
+        """Keep the agent's words in the history as they are spoken (an interruption cuts
+        the record down to what was heard)."""
         last = self._history[-1] if self._history else None
         if last is not None and last.role == "assistant":
-            self._history[-1] = Message("assistant", f"{last.content} {sentence}")
+            self._history[-1] = Message("assistant", f"{last.content} {speech.text}")
         else:
-            self._history.append(Message("assistant", sentence))
-        return speech
-
-    async def _understand(
-        self, turn: CallerTurn, speculation: _Speculation | None
-    ) -> tuple[str | None, list[str]]:
-        """The caller's words and the knowledge for them, reusing the pause's speculation."""
-        if turn.audio is None:
-            text = turn.text
-            return text, (await self._lookup(text) if text else [])
-        if speculation is not None:
-            text = await speculation.task
-            passages = await speculation.knowledge
-        else:
-            text = await self._transcribe(turn.audio)
-            passages = await self._lookup(text)
-        return (text or None), passages
+            self._history.append(Message("assistant", speech.text))
 
     async def _act(self, action: Action) -> None:
         await self._host.send_event(events.call_control(action.name, action.arguments))
@@ -272,8 +370,11 @@ class DefaultConversation:
                 self._history.pop()
 
     async def aclose(self) -> None:
-        self._drop_speculation()
+        self._drop_draft()
         if self._partial is not None:
             self._partial.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._partial
+        for closing in list(self._closing):
+            with contextlib.suppress(Exception):
+                await closing

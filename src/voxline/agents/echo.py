@@ -35,6 +35,9 @@ class EchoConversation:
     def hear(self, utterance: Callable[[], Int16Array], *, paused: bool) -> None:
         """The echo needs the whole turn, at its end."""
 
+    def turn_complete(self) -> bool:
+        return False  # no words: the full endpointing silence ends every turn
+
     async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
         if turn.audio is not None and turn.audio.size:
             yield Speech(resample(turn.audio, self._info.in_rate, self._info.out_rate))

@@ -19,12 +19,26 @@ from rich.console import Console
 from rich.table import Table
 
 from voxline.auth.keys import KeyStore
-from voxline.bench.load import CallerResult, percentile, run_caller
+from voxline.bench.load import CallerResult, Clip, Interjection, noise_burst, percentile, run_caller
 from voxline.bench.process import serve_process
 from voxline.bench.speech import synthesize
+from voxline.cli.options import configure_fields
 from voxline.store.database import Database
 
-UTTERANCE = "Hello, could you tell me what time you open tomorrow morning?"
+QUESTIONS = (
+    "What are your opening hours?",
+    "Which insurance plans do you accept?",
+    "Hello, could you tell me where you are located?",
+    "Is there parking near the office?",
+    "Are you open on Saturday?",
+    "Can I get there by bus?",
+    "Do you see children?",
+    "I'd like to talk to a person, please.",
+)
+"""What the synthetic callers ask (the example dental office's knowledge file answers them)."""
+PLAN = (Interjection.LISTEN, Interjection.LISTEN, Interjection.INTERRUPT, Interjection.NOISE)
+"""What each caller does while the agent answers its turns, in a cycle."""
+RATE = 24000
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -44,7 +58,9 @@ def sample_process(pid: int) -> ProcessSample:
 
 
 @contextmanager
-def _own_server(agent: str, sessions: int) -> Iterator[tuple[str, str, int]]:
+def _own_server(
+    agent: str, sessions: int, knowledge: Path | None
+) -> Iterator[tuple[str, str, int]]:
     """A fresh ``voxline serve`` on loopback with limits sized for the run."""
     with tempfile.TemporaryDirectory(prefix="voxline-bench-") as data_dir:
         db = Database(Path(data_dir) / "voxline.db")
@@ -57,17 +73,24 @@ def _own_server(agent: str, sessions: int) -> Iterator[tuple[str, str, int]]:
             "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": connects,
             "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": connects,
         }
-        with serve_process(
-            Path(data_dir), agent=agent, args=("--log-level", "warning"), env=env
-        ) as server:
+        args = ["--log-level", "warning"]
+        if knowledge is not None:
+            args += ["--knowledge", str(knowledge)]
+        with serve_process(Path(data_dir), agent=agent, args=args, env=env) as server:
             yield server.url, key, server.process.pid
 
 
 async def _run(
-    url: str, key: str, sessions: int, ramp: float, duration: float, pid: int | None
+    url: str,
+    key: str,
+    sessions: int,
+    ramp: float,
+    duration: float,
+    pid: int | None,
+    configure: dict[str, Any],
 ) -> dict[str, Any]:
-    utterance = synthesize(UTTERANCE, 24000)
-    pause = len(utterance) / 24000 + 1.0  # room for the echo of the utterance and endpointing
+    questions = [Clip.of(synthesize(text, RATE)) for text in QUESTIONS]
+    noise = noise_burst(RATE)
     before = sample_process(pid) if pid else None
     idle_rss = before.rss_bytes if before else None
     client_before = os.times()
@@ -77,10 +100,12 @@ async def _run(
             run_caller(
                 url,
                 key,
-                utterance,
-                rate=24000,
+                questions[index % len(questions) :] + questions[: index % len(questions)],
+                rate=RATE,
                 duration=duration,
-                pause=pause,
+                plan=PLAN,
+                noise=noise,
+                configure=configure,
                 start_delay=ramp * index / max(1, sessions),
             )
             for index in range(sessions)
@@ -89,18 +114,36 @@ async def _run(
     wall = time.monotonic() - started
     client_after = os.times()
     after = sample_process(pid) if pid else None
-    ttfb = [t for r in results for t in r.ttfb]
-    lag = [t for r in results for t in r.frame_lag]
+    measures = {
+        "ttfb_ms": [t for r in results for t in r.ttfb],
+        "barge_in_ms": [t for r in results for t in r.barge_in],
+        "frame_lag_ms": [t for r in results for t in r.frame_lag],
+    }
+    counts = {
+        name: sum(getattr(r, name) for r in results)
+        for name in (
+            "questions",
+            "replies",
+            "unanswered",
+            "interruptions",
+            "missed_barge_ins",
+            "noise_bursts",
+            "false_barge_ins",
+        )
+    }
     report: dict[str, Any] = {
         "sessions": sessions,
         "duration_s": duration,
+        "configure": configure,
         "wall_s": round(wall, 2),
-        "turns": sum(r.turns for r in results),
+        **counts,
         "errors": sorted({r.error for r in results if r.error}),
         "unclean_closes": sum(1 for r in results if r.close_code not in (1000, None)),
-        "ttfb_ms": {q: _ms(percentile(ttfb, q)) for q in (50, 95, 99)},
-        "frame_lag_ms": {q: _ms(percentile(lag, q)) for q in (50, 95, 99)},
-        "frames": len(lag),
+        **{
+            name: {q: _ms(percentile(values, q)) for q in (50, 95, 99)}
+            for name, values in measures.items()
+        },
+        "frames": len(measures["frame_lag_ms"]),
         "client_cpu_fraction": round(
             (client_after.user + client_after.system - client_before.user - client_before.system)
             / wall,
@@ -126,6 +169,12 @@ def bench(
     duration: Annotated[float, typer.Option(min=1, help="seconds each caller talks")] = 20.0,
     agent: Annotated[str, typer.Option(help="agent of the server started here")] = "echo",
     server_pid: Annotated[int | None, typer.Option(help="pid of --url's server, for CPU")] = None,
+    knowledge: Annotated[
+        Path | None, typer.Option(help="knowledge file for the default agent started here")
+    ] = None,
+    configure: Annotated[
+        str, typer.Option(help='configure frame each caller sends, as JSON: {"metrics": true}')
+    ] = "{}",
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
     """Load a server with concurrent real-time callers and report latency and cost.
@@ -133,23 +182,25 @@ def bench(
     The callers run on uvloop, as the server does: the load generator shares the machine's
     cores with the server, so its own cost matters."""
     console = Console(stderr=True)
+    settings = configure_fields(configure)
     if url is None:
-        with _own_server(agent, sessions) as (own_url, own_key, pid):
+        with _own_server(agent, sessions, knowledge) as (own_url, own_key, pid):
             console.print(f"started voxline serve --agent {agent} (pid {pid}) at {own_url}")
-            report = uvloop.run(_run(own_url, own_key, sessions, ramp, duration, pid))
+            report = uvloop.run(_run(own_url, own_key, sessions, ramp, duration, pid, settings))
     else:
         if key is None:
             raise typer.BadParameter("--key is needed with --url")
-        report = uvloop.run(_run(url, key, sessions, ramp, duration, server_pid))
+        report = uvloop.run(_run(url, key, sessions, ramp, duration, server_pid, settings))
     table = Table(title=f"{sessions} sessions, {duration:.0f} s each")
     table.add_column("measure")
     table.add_column("P50", justify="right")
     table.add_column("P95", justify="right")
     table.add_column("P99", justify="right")
-    for name in ("ttfb_ms", "frame_lag_ms"):
+    measures = ("ttfb_ms", "barge_in_ms", "frame_lag_ms")
+    for name in measures:
         table.add_row(name, *(str(report[name][q]) for q in (50, 95, 99)))
     Console().print(table)
-    extras = {k: v for k, v in report.items() if k not in ("ttfb_ms", "frame_lag_ms")}
+    extras = {k: v for k, v in report.items() if k not in measures}
     Console().print(extras)
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2))

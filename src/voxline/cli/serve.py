@@ -60,6 +60,9 @@ def serve(
     stt_model: Annotated[
         str | None, typer.Option(help="CTranslate2 Whisper model directory for speech-to-text")
     ] = None,
+    stt_model_8k: Annotated[
+        str | None, typer.Option(help="--stt-model for 8 kHz (telephone) sessions")
+    ] = None,
     tts_voice: Annotated[Path | None, typer.Option(help="Piper voice (.onnx)")] = None,
     llm_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible chat completions server")
@@ -84,6 +87,7 @@ def serve(
             "redis_url": redis_url,
             "knowledge": knowledge,
             "stt_model": stt_model,
+            "stt_model_8k": stt_model_8k,
             "tts_voice": tts_voice,
             "llm_url": llm_url,
             "llm_model": llm_model,

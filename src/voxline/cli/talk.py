@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from voxline.audio.pcm import pcm16_samples
 from voxline.audio.resample import resample
+from voxline.cli.options import configure_fields
 from voxline.client.sdk import (
     Closed,
     OmniClient,
@@ -238,18 +239,6 @@ def _refusal(exc: Exception) -> str:
     return f"HTTP {response.status_code}{detail or ' ' + response.reason_phrase}"
 
 
-def _configure_fields(configure: str | None) -> dict[str, Any]:
-    if configure is None:
-        return {}
-    try:
-        fields = json.loads(configure)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--configure") from exc
-    if not isinstance(fields, dict):
-        raise typer.BadParameter("must be a JSON object", param_hint="--configure")
-    return fields
-
-
 def _caller_audio(wavs: list[Path], rate: int, gap: float, wait: float) -> bytes:
     """The caller's whole stream: the WAVs with ``gap`` of silence between, then ``wait``."""
     parts: list[bytes] = []
@@ -303,7 +292,7 @@ def talk(
         realtime_subprotocols(key)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key") from exc
-    fields = _configure_fields(configure)
+    fields = configure_fields(configure)
     caller = _caller_audio(wav, rate, gap, wait)
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)

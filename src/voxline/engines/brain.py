@@ -3,7 +3,7 @@ text and call-control actions. Brains know nothing of audio, sessions or sockets
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -57,4 +57,6 @@ class ToolRunner(Protocol):
 
 
 class Brain(Protocol):
-    def respond(self, request: BrainRequest, tools: ToolRunner) -> AsyncIterator[BrainOutput]: ...
+    def respond(
+        self, request: BrainRequest, tools: ToolRunner
+    ) -> AsyncGenerator[BrainOutput, None]: ...

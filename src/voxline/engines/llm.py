@@ -13,7 +13,7 @@ import codecs
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -381,7 +381,9 @@ class ChatCompletionsBrain:
         if self._own_client:
             await self._client.aclose()
 
-    async def respond(self, request: BrainRequest, tools: ToolRunner) -> AsyncIterator[BrainOutput]:
+    async def respond(
+        self, request: BrainRequest, tools: ToolRunner
+    ) -> AsyncGenerator[BrainOutput, None]:
         messages = build_messages(request)
         functions = build_functions(request.tools)
         session_tools = frozenset(tool.name for tool in request.tools) - CALL_CONTROL

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from calendar import day_name
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -215,7 +215,9 @@ class KnowledgeResponder:
     def __init__(self, knowledge: KnowledgeBase | None) -> None:
         self.knowledge = knowledge
 
-    async def respond(self, request: BrainRequest, tools: ToolRunner) -> AsyncIterator[BrainOutput]:
+    async def respond(
+        self, request: BrainRequest, tools: ToolRunner
+    ) -> AsyncGenerator[BrainOutput, None]:
         """The reply sentence by sentence (so speech can start on the first), then any
         call-control action."""
         reply = self.reply(request)

@@ -10,9 +10,16 @@ faster-whisper always gives the encoder a 30 s window, so a decode costs nearly 
 decoded here in a 10 s window instead: 0.38 s on average for nine questions of 0.4-5 s,
 with the same words. Windows cut to the audio itself (plus 1.5-3 s) are faster still but
 make tiny.en repeat its sentence, since it only ever saw long windows; 10 s never did in our
-measurements. Longer audio takes faster-whisper's own 30 s path. Decoding is greedy: beam
-search of 5 heard the same words in 20 synthesized questions (1.6% WER both) for 5-10% more
-CPU.
+measurements. Longer audio takes faster-whisper's own 30 s path.
+
+Decoding is greedy, chosen on the evaluation set (``voxline eval stt``, espeak-ng and Piper
+voices, 192 clips a line, figures in docs/performance.md): beam search of 5 misheard fewer
+words (28 % against 35 % at 16 kHz, 49 % against 53 % at 8 kHz µ-law) but took 0.07 s more
+at the median and up to 1.2 s, past the 1 s a turn may wait; an 8 s window was 0.08 s
+faster and as accurate within the noise (36 % and 51 %), but left less margin against the
+repeats of short windows. Padding the window with the features of silence instead of zeros
+changed nothing (31 % against 32 % and 69 % against 66 %, 96 clips a line). A prompt makes
+tiny.en repeat a short utterance now and then; :func:`drop_repeats` cuts the repeats off.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import re
+import threading
 import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +46,7 @@ from faster_whisper.transcribe import get_suppressed_tokens
 from faster_whisper.utils import download_model
 
 from voxline.audio.pcm import Float32Array, to_int16
+from voxline.engines import whisper_base
 from voxline.engines.models import verify_sha256
 
 SAMPLE_RATE: Final = 16_000
@@ -121,8 +131,40 @@ def resolve_model(model: str | Path | None) -> Path:
     return path
 
 
+def model_source(model: str | Path | None) -> tuple[str, dict[str, bytes] | None]:
+    """What ``WhisperModel`` loads for ``model``: the packaged Whisper base (the name
+    ``base``, from the ``whisper-base`` extra) as verified files in memory, else the directory
+    :func:`resolve_model` finds."""
+    if model == whisper_base.NAME:
+        return whisper_base.NAME, whisper_base.model_files()
+    return str(resolve_model(model)), None
+
+
 def _normalise(text: str) -> str:
     return " ".join(text.split())
+
+
+_SENTENCE: Final = re.compile(r"[^.!?]+[.!?]*")
+
+
+def drop_repeats(text: str) -> str:
+    """``text`` without a sentence said again right after itself, nor a cut-off start of it
+    at the end: a prompted tiny.en sometimes repeats a short utterance ("Can I speak to a
+    real human? Can I speak to a real human? Can") until its token budget runs out."""
+    kept: list[str] = []
+    for sentence in _SENTENCE.findall(text):
+        words = _words(sentence)
+        if not words:
+            continue
+        last = _words(kept[-1]) if kept else []
+        if words == last or (sentence.rstrip()[-1] not in ".!?" and last[: len(words)] == words):
+            continue
+        kept.append(sentence)
+    return _normalise("".join(kept))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
 
 
 def _skipped(audio: Float32Array) -> Transcript | None:
@@ -150,19 +192,28 @@ class WhisperTranscriber:
         threads: int = 2,
         workers: int = 1,
         beam_size: int = 1,
+        window_seconds: float = SHORT_WINDOW_SECONDS,
     ) -> None:
-        """Load ``model`` (see :func:`resolve_model`); blocks for about half a second."""
+        """Load ``model`` (see :func:`model_source`); blocks for about half a second (tiny.en).
+
+        Utterances up to ``window_seconds - 2`` are decoded in an encoder window of that
+        length (see the module docstring); 30 is faster-whisper's own."""
         if threads < 1 or workers < 1 or beam_size < 1:
             raise ValueError("threads, workers and beam_size must be at least 1")
+        if not 4 <= window_seconds <= 30:
+            raise ValueError("window_seconds must be from 4 to 30")
+        source, files = model_source(model)
         self._model = WhisperModel(
-            str(resolve_model(model)),
+            source,
             device="cpu",
             compute_type="int8",
             cpu_threads=threads,
             num_workers=workers,
             local_files_only=True,
+            files=files,
         )
         self._beam_size = beam_size
+        self._window_seconds = window_seconds
         self._tokenizer = Tokenizer(
             self._model.hf_tokenizer, self._model.model.is_multilingual, "transcribe", "en"
         )
@@ -173,20 +224,25 @@ class WhisperTranscriber:
 
     async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
         """Cancelling returns at once: a queued decode never starts, and a running one
-        finishes in its thread and is discarded."""
+        stops at its next step (after the encoder, between segments) and is discarded, so
+        a decode nobody waits for holds the worker as little as it can."""
         if self._closed:
             raise RuntimeError("WhisperTranscriber is closed")
         skipped = _skipped(audio)
         if skipped is not None:
             return skipped
-        # A copy: a discarded decode may still read it after the caller reuses its buffer.
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._decode, audio.copy(), prompt
-        )
+        cancelled = threading.Event()
+        try:
+            # A copy: a discarded decode may still read it after the caller reuses its buffer.
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._decode, audio.copy(), prompt, cancelled
+            )
+        finally:
+            cancelled.set()
 
     def transcribe_blocking(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
         """:meth:`transcribe` in the calling thread, for offline use."""
-        return _skipped(audio) or self._decode(audio, prompt)
+        return _skipped(audio) or self._decode(audio, prompt, threading.Event())
 
     async def aclose(self) -> None:
         """Let a running decode finish and drop queued ones; later requests raise
@@ -194,30 +250,41 @@ class WhisperTranscriber:
         self._closed = True
         await asyncio.to_thread(self._executor.shutdown, cancel_futures=True)
 
-    def _decode(self, audio: Float32Array, prompt: str | None) -> Transcript:
+    def _decode(
+        self, audio: Float32Array, prompt: str | None, cancelled: threading.Event
+    ) -> Transcript:
         start = time.perf_counter()
         seconds = audio.size / SAMPLE_RATE
         tokens = min(
             _MIN_NEW_TOKENS + _TOKENS_PER_SECOND * math.ceil(min(seconds, 30.0)), _MAX_NEW_TOKENS
         )
-        if seconds <= SHORT_WINDOW_SECONDS - 2:
-            text = self._decode_short(audio, prompt, tokens)
+        if seconds <= self._window_seconds - 2:
+            text = self._decode_short(audio, prompt, tokens, cancelled)
         else:
-            text = self._decode_long(audio, prompt, tokens)
-        return Transcript(_normalise(text), seconds, time.perf_counter() - start)
+            text = self._decode_long(audio, prompt, tokens, cancelled)
+        return Transcript(drop_repeats(text), seconds, time.perf_counter() - start)
 
-    def _decode_short(self, audio: Float32Array, prompt: str | None, max_new_tokens: int) -> str:
+    def _decode_short(
+        self,
+        audio: Float32Array,
+        prompt: str | None,
+        max_new_tokens: int,
+        cancelled: threading.Event,
+    ) -> str:
         """One greedy pass over a 10 s encoder window (see the module docstring)."""
         model = self._model
+        frames = int(self._window_seconds * _FRAMES_PER_SECOND)
         features = model.feature_extractor(audio, padding=0)
-        frames = int(SHORT_WINDOW_SECONDS * _FRAMES_PER_SECOND)
         window = np.zeros((1, features.shape[0], frames), dtype=np.float32)
         used = min(frames, features.shape[-1])
         window[0, :, :used] = features[:, :used]
         previous = self._tokenizer.encode(" " + prompt.strip()) if prompt else []
         tokens = model.get_prompt(self._tokenizer, previous, without_timestamps=True)
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
+        if cancelled.is_set():
+            return ""
         result = model.model.generate(
-            ctranslate2.StorageView.from_array(window),
+            encoded,
             [tokens],
             beam_size=self._beam_size,
             max_length=len(tokens) + max_new_tokens,
@@ -226,7 +293,13 @@ class WhisperTranscriber:
         )
         return str(self._tokenizer.decode(result[0].sequences_ids[0]))
 
-    def _decode_long(self, audio: Float32Array, prompt: str | None, max_new_tokens: int) -> str:
+    def _decode_long(
+        self,
+        audio: Float32Array,
+        prompt: str | None,
+        max_new_tokens: int,
+        cancelled: threading.Event,
+    ) -> str:
         segments, _ = self._model.transcribe(
             audio,
             language="en",
@@ -238,7 +311,12 @@ class WhisperTranscriber:
             vad_filter=False,
             max_new_tokens=max_new_tokens,
         )
-        return "".join(segment.text for segment in segments)  # decodes as it iterates
+        texts = []
+        for segment in segments:  # each is decoded as the loop asks for it
+            if cancelled.is_set():
+                break
+            texts.append(segment.text)
+        return "".join(texts)
 
 
 def _wav(audio: Float32Array) -> bytes:

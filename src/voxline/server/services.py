@@ -45,6 +45,7 @@ def build_agent(settings: Settings) -> Agent:
     from voxline.engines.knowledge import KnowledgeBase
     from voxline.engines.llm import ChatCompletionsBrain
     from voxline.engines.responder import KnowledgeResponder
+    from voxline.engines.speech_cache import CachingSynthesizer
     from voxline.engines.stt import load_transcriber
     from voxline.engines.tts import load_synthesizer
 
@@ -62,16 +63,23 @@ def build_agent(settings: Settings) -> Agent:
             stt=load_transcriber(
                 settings.stt_model, remote_url=settings.stt_url, remote_key=settings.stt_key
             ),
-            tts=load_synthesizer(
-                str(settings.tts_voice) if settings.tts_voice else None,
-                remote_url=settings.tts_url,
-                remote_key=settings.tts_key,
-                remote_voice=settings.tts_remote_voice,
+            tts=CachingSynthesizer(
+                load_synthesizer(
+                    str(settings.tts_voice) if settings.tts_voice else None,
+                    remote_url=settings.tts_url,
+                    remote_key=settings.tts_key,
+                    remote_voice=settings.tts_remote_voice,
+                )
             ),
             brain=brain,
             knowledge=knowledge,
             http=http,
             file_hits_as_context=settings.llm_url is not None,
+            stt_8k=load_transcriber(
+                settings.stt_model_8k, remote_url=settings.stt_url, remote_key=settings.stt_key
+            )
+            if settings.stt_model_8k
+            else None,
         )
     )
 

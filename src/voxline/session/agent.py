@@ -77,6 +77,11 @@ class Conversation(Protocol):
         ``utterance()`` returns the turn's audio so far; call it only when needed.
         """
 
+    def turn_complete(self) -> bool:
+        """The caller's words so far sound like a whole turn, which may then end after a
+        shorter silence (``TurnSettings.complete_turn_ms``)."""
+        ...
+
     def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]: ...
 
     def interrupted(self, heard: str) -> None:

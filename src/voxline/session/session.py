@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PRE_ROLL_SECONDS = 0.3  # audio kept before detected speech start (VAD onsets are late)
 TAIL_SECONDS = 0.15  # audio kept after the last speech window
 PAUSE_MS = 64  # silence after which the agent may start on what the caller said so far
+COMPLETE_TURN_SHARE = 0.6  # of endpointing_ms: the silence that ends a finished-sounding turn
 
 
 class Outbound(Protocol):
@@ -163,6 +164,8 @@ class Session:
             case Dtmf(digits=digits):
                 for digit in digits:
                     await self._out.send_event(events.dtmf(digit))
+                if self._reply is not None and self._reply.audible:
+                    await self._barge_in("dtmf")
                 self._start_reply(CallerTurn(digits=digits), utterance_start=None)
             case InputText(text=text):
                 if self._reply is not None and self._reply.audible:
@@ -233,7 +236,11 @@ class Session:
         config.setdefault("_unknown", {}).update(frame.unknown)
         settings = frame.settings
         if "endpointing_ms" in settings:
+            # A client that asks for patience gets it in proportion for finished-sounding turns.
             self.turn_settings.endpointing_ms = settings["endpointing_ms"]
+            self.turn_settings.complete_turn_ms = round(
+                settings["endpointing_ms"] * COMPLETE_TURN_SHARE
+            )
         if "barge_in_min_ms" in settings:
             self.turn_settings.barge_in_min_ms = settings["barge_in_min_ms"]
         if "vad_threshold" in settings:
@@ -297,10 +304,15 @@ class Session:
                 if self._speech_during_reply and self._turns.speaking:
                     await self._maybe_barge_in()
             if self._turns.speaking and not self._speech_during_reply:
-                self._conversation.hear(
-                    self._utterance_so_far,
-                    paused=self._turns.silence_seconds * 1000 >= PAUSE_MS,
-                )
+                silence_ms = self._turns.silence_seconds * 1000
+                self._conversation.hear(self._utterance_so_far, paused=silence_ms >= PAUSE_MS)
+                if (
+                    silence_ms >= self.turn_settings.complete_turn_ms
+                    and self._conversation.turn_complete()
+                ):
+                    ended = self._turns.end_turn()
+                    if ended is not None:
+                        self._on_speech_end(ended.at)
             if not self._turns.speaking and self._utterance_start is None:
                 self._caller.forget_before(
                     self._vad_stream.processed_seconds - PRE_ROLL_SECONDS - window
@@ -434,9 +446,8 @@ class Session:
     ) -> None:
         since_ms: int | None = None
         if caller_end is not None:
-            stages = {
-                stage: round(at - caller_end, 4) for stage, at in marks.items() if at >= caller_end
-            }
+            # Stages done before the caller stopped (a draft's decode) took no time after it.
+            stages = {stage: round(max(0.0, at - caller_end), 4) for stage, at in marks.items()}
             for stage, seconds in stages.items():
                 self._observer.turn_latency(stage, seconds)
             since_ms = round(stages["first_audio"] * 1000)
@@ -465,6 +476,9 @@ class Session:
         reply, self._reply = self._reply, None
         if reply is not None:
             reply.task.cancel()
+            # A goodbye or transfer line the caller talks over is not the end of the call:
+            # they have more to say.
+            self._end_after_reply = None
 
     async def _send_audio(self, pcm: bytes) -> None:
         await self._out.send_audio(pcm)

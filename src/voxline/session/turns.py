@@ -3,7 +3,8 @@
 Pure state machine in stream time (seconds since the caller's first sample), fed one VAD
 probability per window. Hysteresis like Silero's own iterator: speech starts above
 ``threshold`` after ``min_speech_ms`` of it, and only ends after ``endpointing_ms`` below
-``threshold - 0.15``.
+``threshold - 0.15`` — or earlier, when the session ends the turn because the caller's
+words sound finished (:meth:`TurnDetector.end_turn`, after ``complete_turn_ms``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class TurnSettings:
     threshold: float = 0.5
     min_speech_ms: int = 64
     endpointing_ms: int = 500
+    complete_turn_ms: int = 300  # silence that ends a turn whose words sound finished
     barge_in_min_ms: int = 96
 
 
@@ -76,3 +78,11 @@ class TurnDetector:
             self._run_start = None
             return SpeechEnded(self._last_speech_end)
         return None
+
+    def end_turn(self) -> SpeechEnded | None:
+        """End the current turn now (its words sound finished); None when not in one."""
+        if not self.speaking:
+            return None
+        self.speaking = False
+        self._run_start = None
+        return SpeechEnded(self._last_speech_end)

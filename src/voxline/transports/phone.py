@@ -70,20 +70,19 @@ class PhoneLine(CallSocket, ABC):
     def __init__(self, websocket: WebSocket) -> None:
         super().__init__(websocket)
         self.session: Session | None = None
-        self.transfer_requested = False
 
     async def send_event(self, event: Event) -> None:
         match event["event"]:
             case "transfer_to_human" if self.session is not None:
-                self.transfer_requested = True
                 self.session.end_after_reply(TRANSFERRED)
             case "send_dtmf":
                 await self._control(self.send_digits(str(event.get("digits", ""))), "send_dtmf")
 
     async def close(self, code: int, reason: str) -> None:
-        """The session ended: transfer the call if the agent asked to, else hang up."""
+        """The session ended: transfer the call if that is why (a transfer line the caller
+        talked over is no longer one), else hang up."""
         if self.close_code is None:
-            if self.transfer_requested:
+            if reason == TRANSFERRED:
                 await self._control(self.transfer(), "transfer")
             else:
                 await self._control(self.hang_up(), "hang_up")
