@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from voxline.agents.default import DefaultConversation, Engines
+from voxline.agents.default import DefaultAgent, DefaultConversation, Engines
 from voxline.audio.pcm import Float32Array, Int16Array
 from voxline.engines.brain import BrainOutput, BrainRequest, TextDelta, ToolRunner
+from voxline.engines.knowledge import KnowledgeBase
+from voxline.engines.responder import KnowledgeResponder
+from voxline.engines.speech_cache import CachingSynthesizer
 from voxline.engines.stt import Transcript
 from voxline.protocol.client_frames import Tool, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.agent import CallerTurn, SessionInfo, Speech
 
 RATE = 16000
+KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
 
 
 class ScriptedStt:
@@ -174,3 +179,32 @@ async def test_typed_text_drops_a_pending_draft_and_answers_the_text() -> None:
     assert spoken and brain.requests[-1].user_text == "Are you open today?"
     finals: list[Any] = [e["text"] for e in host.events if e["event"] == "transcript"]
     assert finals == ["Are you open today?"]
+
+
+async def test_warming_puts_the_greeting_and_first_clauses_of_answers_in_the_speech_cache() -> None:
+    knowledge = KnowledgeBase.load(KNOWLEDGE)
+    responder = KnowledgeResponder(knowledge)
+    tts = SilentTts()
+    engines = Engines(
+        stt=ScriptedStt("When are you open?"),
+        tts=CachingSynthesizer(tts),
+        brain=responder,
+        knowledge=knowledge,
+        http=httpx.AsyncClient(),
+        likely_lines=responder.likely_lines(),
+    )
+    agent = DefaultAgent(engines)
+    await agent.warm()
+    warmed = len(tts.said)
+    assert knowledge.greeting is not None and knowledge.greeting.startswith(tts.said[0])
+    assert any(said.startswith("We're open Monday to Thursday") for said in tts.said)
+
+    info = SessionInfo("call_1", None, RATE, RATE)
+    convo = agent.conversation(info, Host())
+    convo.configure(info)
+    greeting = convo.greeting()
+    assert greeting is not None and [s async for s in greeting]
+    spoken = await collect(convo, CallerTurn(text="What are your opening hours?"))
+    assert spoken[0].text.startswith("We're open Monday to Thursday")
+    assert len(tts.said) == warmed + len(spoken) - 1  # only the pieces after the first
+    await agent.aclose()

@@ -55,5 +55,8 @@ class EchoAgent:
     def conversation(self, info: SessionInfo, host: ConversationHost) -> EchoConversation:
         return EchoConversation(info)
 
+    async def start(self) -> None:
+        pass
+
     async def aclose(self) -> None:
         pass

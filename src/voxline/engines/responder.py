@@ -30,6 +30,7 @@ from voxline.engines.knowledge import (
     Hit,
     KnowledgeBase,
     MenuItem,
+    QuestionAnswer,
     best_excerpt,
     sentences,
     terms,
@@ -226,6 +227,16 @@ class KnowledgeResponder:
             yield TextDelta(sentence if i == len(spoken) - 1 else f"{sentence} ")
         if reply.action is not None:
             yield reply.action
+
+    def likely_lines(self) -> list[str]:
+        """What it says most, whatever is asked (with the default persona): its stock lines
+        and every answer of its knowledge; worth synthesising before the first caller asks."""
+        kb = self.knowledge
+        voice = Voice.from_persona(None, business=kb.name if kb else None)
+        lines = [voice.dont_know(), voice.transfer(), voice.goodbye(), ANYTHING_ELSE]
+        if kb is not None:
+            lines += [speakable(e.answer) for e in kb.entries if isinstance(e, QuestionAnswer)]
+        return lines
 
     def reply(self, request: BrainRequest) -> Reply:
         kb = self.knowledge

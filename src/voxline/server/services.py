@@ -75,6 +75,7 @@ def build_agent(settings: Settings) -> Agent:
             knowledge=knowledge,
             http=http,
             file_hits_as_context=settings.llm_url is not None,
+            likely_lines=brain.likely_lines() if isinstance(brain, KnowledgeResponder) else (),
             stt_8k=load_transcriber(
                 settings.stt_model_8k, remote_url=settings.stt_url, remote_key=settings.stt_key
             )
@@ -107,6 +108,7 @@ class Services:
 
     async def start(self) -> None:
         await self.vad.start()
+        await self.agent.start()
         if self.event_socket is not None:
             self.event_socket.start()
 

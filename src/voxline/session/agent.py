@@ -95,5 +95,8 @@ class Agent(Protocol):
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> Conversation: ...
 
+    async def start(self) -> None:
+        """Begin the agent's background work, once the server's event loop runs."""
+
     async def aclose(self) -> None:
         """Release the engines shared by this agent's conversations."""
