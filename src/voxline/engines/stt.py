@@ -271,7 +271,7 @@ class WhisperTranscriber:
         max_new_tokens: int,
         cancelled: threading.Event,
     ) -> str:
-        """One greedy pass over a 10 s encoder window (see the module docstring)."""
+        """One greedy pass over a short encoder window (see the module docstring)."""
         model = self._model
         frames = int(self._window_seconds * _FRAMES_PER_SECOND)
         features = model.feature_extractor(audio, padding=0)
