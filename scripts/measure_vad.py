@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from voxline.engines.vad import Float32Array, SileroModel, VadBatcher, VadStream
+from voxline.engines.vad import Float32Array, SileroModel, VadStream
+from voxline.engines.vad_batch import ThreadInference, VadBatcher
 
 RATE = 16_000
 FRAME = RATE // 50  # 20 ms
@@ -110,13 +111,13 @@ async def main() -> None:
             # Only frames that complete a window go to the worker thread.
             chunk = stream.stage(frame)
             if not len(chunk.inputs):
-                stream.commit(chunk, chunk.state)
+                stream.commit(chunk, chunk.state, [])
                 return []
             stream.discard(chunk)
             return await loop.run_in_executor(executor, model.probabilities, stream, frame)
 
         for streams in args.streams:
-            async with VadBatcher(model) as vad:
+            async with VadBatcher(ThreadInference(model)) as vad:
                 batched = await measure(model, vad.probabilities, streams, args.seconds, audio)
             single = await measure(model, unbatched, streams, args.seconds, audio)
             print(f"{streams:7} {batched}  | {single}", flush=True)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from voxline.agents.echo import EchoAgent
-from voxline.engines.vad import VadBatcher, shared_model
+from voxline.engines.vad import shared_model
+from voxline.engines.vad_batch import ThreadInference, VadBatcher
 from voxline.protocol import client_frames
 from voxline.protocol.events import Event
 from voxline.protocol.frames import Audio, Control, MessageTooLarge, demux
@@ -94,7 +95,7 @@ class _Recorder:
 
 async def _drive(script: list[str | bytes], rate: int) -> _Recorder:
     out = _Recorder()
-    async with VadBatcher(shared_model()) as vad:
+    async with VadBatcher(ThreadInference(shared_model())) as vad:
         info = SessionInfo(call_id="call_prop", label=None, in_rate=rate, out_rate=rate)
         session = Session(info, out, EchoAgent(), vad)
         session.start()

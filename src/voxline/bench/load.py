@@ -1,9 +1,10 @@
 """Concurrent synthetic callers against a running server, measured per turn and per frame.
 
-Each caller streams real speech in real-time 20 ms frames (silence in between, as a
-microphone would), and behaves like a person on a call: asks a question, waits for the
-agent's reply to end, pauses, asks the next. On some turns it talks over the reply (a
-barge-in) or makes a cough-like noise under it (which must not interrupt).
+Each caller streams real speech in real-time 20 ms frames (a quiet line in between, as a
+microphone would: a -70 dBFS noise floor under everything it sends), and behaves like a
+person on a call: asks a question, waits for the agent's reply to end, pauses, asks the
+next. On some turns it talks over the reply (a barge-in) or makes a cough-like noise under
+it (which must not interrupt).
 
 Measured per turn: TTFB, from the frame holding the question's last speech sample to the
 first agent audio; barge-in reaction, from the frame holding the interrupting question's
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ GREETING_WAIT_S = 1.5  # how long a new caller listens for a greeting before tal
 INTERRUPT_AFTER_S = 0.8  # of reply audio, before an interrupting caller starts talking
 NOISE_AFTER_S = 0.5  # of reply audio, before a noise burst
 LOUD = 0.02  # of a clip's peak: the threshold of its speech samples
+LINE_FLOOR_DBFS = -70.0  # the noise of the caller's line: a quiet room, a good microphone
 
 
 class Interjection(enum.Enum):
@@ -57,6 +60,19 @@ class Clip:
     def of(cls, pcm: npt.NDArray[np.int16]) -> Clip:
         loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LOUD * np.abs(pcm).max(initial=1))
         return cls(pcm, int(loud[0]) if loud.size else 0, int(loud[-1]) + 1 if loud.size else 0)
+
+
+def line_noise(samples: int, seed: int = 0) -> npt.NDArray[np.int16]:
+    """White noise at :data:`LINE_FLOOR_DBFS`."""
+    rms = 32768 * 10 ** (LINE_FLOOR_DBFS / 20)
+    noise = np.random.default_rng(seed).standard_normal(samples) * rms
+    return np.round(noise).astype(np.int16)
+
+
+def on_line(clip: Clip, seed: int = 0) -> Clip:
+    """``clip`` as the caller's line carries it: over the line's noise floor."""
+    noisy = clip.pcm.astype(np.int32) + line_noise(len(clip.pcm), seed)
+    return Clip(np.clip(noisy, -32768, 32767).astype(np.int16), clip.onset, clip.end)
 
 
 def noise_burst(rate: int, seconds: float = 0.25, seed: int = 0) -> Clip:
@@ -139,7 +155,8 @@ async def run_caller(
 
     reader = asyncio.create_task(read())
     step = rate * FRAME_MS // 1000
-    silence = np.zeros(step, dtype=np.int16)
+    floor = line_noise(rate, seed=1)
+    quiet = itertools.cycle([floor[i : i + step] for i in range(0, rate - step + 1, step)])
     start = time.monotonic()
     sent = 0  # frames
 
@@ -170,7 +187,7 @@ async def run_caller(
         ``patience`` seconds."""
         question_end = time.monotonic()
         while True:
-            now = await send(silence)
+            now = await send(next(quiet))
             began = listening.reply_started
             if began is None:
                 if now - question_end > patience:
@@ -186,7 +203,7 @@ async def run_caller(
                 listening.flushed = None
                 await speak(noise)
                 for _ in range(round(1.0 / (FRAME_MS / 1000))):
-                    await send(silence)
+                    await send(next(quiet))
                 if listening.flushed is not None:
                     result.false_barge_ins += 1
 
@@ -214,7 +231,7 @@ async def run_caller(
             turn += 1
             if not interrupting:
                 for _ in range(round(THINK_S / (FRAME_MS / 1000))):
-                    await send(silence)
+                    await send(next(quiet))
         await client.end()
     except Exception as exc:
         result.error = result.error or f"{type(exc).__name__}: {exc}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -13,13 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import psutil
 import typer
 import uvloop
 from rich.console import Console
 from rich.table import Table
 
 from voxline.auth.keys import KeyStore
-from voxline.bench.load import CallerResult, Clip, Interjection, noise_burst, percentile, run_caller
+from voxline.bench.load import (
+    CallerResult,
+    Clip,
+    Interjection,
+    noise_burst,
+    on_line,
+    percentile,
+    run_caller,
+)
 from voxline.bench.process import serve_process
 from voxline.bench.speech import synthesize
 from voxline.cli.options import configure_fields
@@ -39,8 +49,6 @@ QUESTIONS = (
 PLAN = (Interjection.LISTEN, Interjection.LISTEN, Interjection.INTERRUPT, Interjection.NOISE)
 """What each caller does while the agent answers its turns, in a cycle."""
 RATE = 24000
-_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -50,11 +58,18 @@ class ProcessSample:
 
 
 def sample_process(pid: int) -> ProcessSample:
-    """CPU time (user + system) and resident memory of a local process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return ProcessSample((utime + stime) / _TICKS, rss_pages * _PAGE)
+    """CPU time (user + system) and resident memory of a local process with its children
+    (the server's inference process), those that ended included in the CPU time."""
+    process = psutil.Process(pid)
+    with process.oneshot():
+        times = process.cpu_times()
+        cpu = times.user + times.system + times.children_user + times.children_system
+        rss = process.memory_info().rss
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = child.cpu_times()
+            cpu, rss = cpu + times.user + times.system, rss + child.memory_info().rss
+    return ProcessSample(cpu, rss)
 
 
 @contextmanager
@@ -89,8 +104,8 @@ async def _run(
     pid: int | None,
     configure: dict[str, Any],
 ) -> dict[str, Any]:
-    questions = [Clip.of(synthesize(text, RATE)) for text in QUESTIONS]
-    noise = noise_burst(RATE)
+    questions = [on_line(Clip.of(synthesize(text, RATE))) for text in QUESTIONS]
+    noise = on_line(noise_burst(RATE))
     before = sample_process(pid) if pid else None
     idle_rss = before.rss_bytes if before else None
     client_before = os.times()

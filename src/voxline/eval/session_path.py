@@ -25,7 +25,8 @@ from voxline.audio.pcm import Float32Array, Int16Array
 from voxline.engines.brain import BrainOutput, BrainRequest, ToolRunner
 from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.stt import Transcriber, Transcript
-from voxline.engines.vad import SileroModel, VadBatcher, VadStream
+from voxline.engines.vad import SileroModel, VadStream
+from voxline.engines.vad_batch import ThreadInference, VadBatcher
 from voxline.protocol.events import Event
 from voxline.session.agent import SessionInfo
 from voxline.session.session import Session
@@ -63,20 +64,24 @@ class RecordingTranscriber:
 
 
 class WatchedVad(VadBatcher):
-    """A VAD batcher that tells when it has run a given number of windows."""
+    """A VAD batcher that tells when it has judged a given number of windows (run through
+    the model or skipped as quiet)."""
 
     def __init__(self) -> None:
-        super().__init__(SileroModel())
+        super().__init__(ThreadInference(SileroModel()))
+        self.judged = 0
         self._ran = asyncio.Event()
 
     async def probabilities(self, stream: VadStream, audio: Float32Array) -> list[float]:
         try:
-            return await super().probabilities(stream, audio)
+            probabilities = await super().probabilities(stream, audio)
+            self.judged += len(probabilities)
+            return probabilities
         finally:
             self._ran.set()
 
     async def reach(self, windows: int) -> None:
-        while self.windows < windows:
+        while self.judged < windows:
             self._ran.clear()
             await self._ran.wait()
 
@@ -166,7 +171,7 @@ class SessionHearing:
             for start in range(0, len(audio), frame):
                 session.receive_audio(audio[start : start + frame].tobytes())
             # The last window may wait for samples the session's resampler holds back.
-            await vad.reach(vad.windows + windows - 1)
+            await vad.reach(vad.judged + windows - 1)
             # The turn's reply task, created as the session read the VAD's answer, starts
             # its decode in its first step; its transcript is sent in the decode's last.
             for _ in range(_STEPS):

@@ -12,7 +12,7 @@ from voxline.agents.echo import EchoAgent
 from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
 from voxline.auth.tokens import BrowserTokens, TokenError
 from voxline.config import Settings
-from voxline.engines.vad import SileroModel, VadBatcher
+from voxline.engines.vad_batch import ChildProcessInference, VadBatcher
 from voxline.limits.backend import StateBackend
 from voxline.limits.memory import MemoryBackend
 from voxline.limits.policy import LimitPolicy, SessionLease
@@ -97,7 +97,7 @@ class Services:
         )
         self.tokens = BrowserTokens(self.backend)
         self.limits = LimitPolicy(self.backend, settings.limits)
-        self.vad = VadBatcher(SileroModel())
+        self.vad = VadBatcher(ChildProcessInference())
         self.agent = build_agent(settings)
         self.server_name = SERVER_NAME
         # FreeSWITCH call control, when its audio streams are enabled.

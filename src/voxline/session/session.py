@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from voxline.audio.pcm import Int16Array, pcm16_samples, to_float
 from voxline.audio.resample import StreamResampler
-from voxline.engines.vad import VadBatcher, VadStream
+from voxline.engines.vad import VadStream
+from voxline.engines.vad_batch import VadBatcher
 from voxline.protocol import events
 from voxline.protocol.client_frames import (
     ClientFrame,
