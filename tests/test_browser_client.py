@@ -300,7 +300,7 @@ def test_a_forced_48khz_context_keeps_the_pitch(
         # Until a second of the echo has played and the ring has run dry.
         with contextlib.suppress(PlaywrightTimeout):
             page.wait_for_function(
-                "() => window.voxline.client.stats.playedSamples > 48000"
+                "() => window.voxline.client.stats?.playedSamples > 48000"
                 " && !window.voxline.client.stats.playing",
                 timeout=20_000,
             )

@@ -31,7 +31,9 @@ class ScriptedStt:
         self.text = text
         self.decodes = 0
 
-    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+    ) -> Transcript:
         self.decodes += 1
         await asyncio.sleep(0.01)
         return Transcript(self.text, audio.size / RATE, 0.01)

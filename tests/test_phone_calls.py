@@ -202,9 +202,9 @@ async def test_a_freeswitch_call_from_greeting_to_transfer(phones: Phones) -> No
     await call.silence_until(lambda: call.heard.samples(after=asked) > 1.0 * call.rate)
     await call.stream(synthesize(INTERRUPTION, call.rate))
     await call.silence_until(lambda: f"uuid_break {channel} all" in esl.api_commands)
-    interrupted = time.monotonic()
+    interrupted = esl.api_times[esl.api_commands.index(f"uuid_break {channel} all")]
     await call.silence(0.3)
-    assert call.heard.samples(after=interrupted + 0.1) == 0
+    assert call.heard.samples(after=interrupted + 0.1, before=interrupted + 0.3) == 0
     await call.silence_until(call.quiet_for(0.6, since=interrupted))
 
     keyed = time.monotonic()

@@ -182,6 +182,40 @@ async def test_cancelling_returns_at_once_and_skips_queued_decodes(
         await transcriber.transcribe(second)
 
 
+async def test_a_turn_decode_stops_a_running_partial(monkeypatch: pytest.MonkeyPatch) -> None:
+    transcriber = WhisperTranscriber(workers=1)
+    decodes = Decodes()
+    monkeypatch.setattr(transcriber, "_decode", decodes.wrap(transcriber._decode))
+    try:
+        partial = asyncio.create_task(transcriber.transcribe(speech(LONG), partial=True))
+        assert await asyncio.to_thread(decodes.running.wait, 10)
+        final = await transcriber.transcribe(speech(QUESTIONS[2]))
+        assert (await partial).text == ""
+    finally:
+        await transcriber.aclose()
+    assert wer(QUESTIONS[2], final.text) <= 0.1, final.text
+    assert decodes.texts == ["", final.text]
+
+
+async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.MonkeyPatch) -> None:
+    transcriber = WhisperTranscriber(workers=1)
+    decodes = Decodes()
+    monkeypatch.setattr(transcriber, "_decode", decodes.wrap(transcriber._decode))
+    busy, partial, final = speech(LONG), speech(QUESTIONS[1]), speech(QUESTIONS[2])
+    try:
+        running = asyncio.create_task(transcriber.transcribe(busy))
+        assert await asyncio.to_thread(decodes.running.wait, 10)
+        waiting = asyncio.create_task(transcriber.transcribe(partial, partial=True))
+        await asyncio.sleep(0.01)
+        ending = asyncio.create_task(transcriber.transcribe(final))
+        results = await asyncio.gather(running, waiting, ending)
+    finally:
+        await transcriber.aclose()
+    assert decodes.started == [busy.size / 16_000, final.size / 16_000, partial.size / 16_000]
+    assert wer(QUESTIONS[1], results[1].text) <= 0.1, results[1].text
+    assert wer(QUESTIONS[2], results[2].text) <= 0.1, results[2].text
+
+
 @pytest.fixture(scope="module")
 def modified_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The packaged model with one byte of config.json changed (still valid JSON)."""

@@ -94,7 +94,9 @@ class PromptedStt:
         self.text = text
         self.prompts: list[str | None] = []
 
-    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+    ) -> Transcript:
         self.prompts.append(prompt)
         return Transcript(self.text, audio.size / 16000, 0.0)
 

@@ -53,6 +53,7 @@ class FakeEventSocket:
         self.password = password
         self.commands: list[str] = []  # every command line, auth included
         self.api_commands: list[str] = []
+        self.api_times: list[float] = []  # time.monotonic() of each, as it arrived
         self.logins = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -122,6 +123,7 @@ class FakeEventSocket:
                     writer.write(reply(f"+OK event listener enabled {rest.split()[0]}"))
                 elif verb == "api":
                     self.api_commands.append(rest)
+                    self.api_times.append(time.monotonic())
                     name, _, args = rest.partition(" ")
                     output = b"+OK\n" if name.startswith("uuid_") else b"-ERR no such command\n"
                     writer.write(esl_message({"Content-Type": "api/response"}, output))

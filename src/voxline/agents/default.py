@@ -254,16 +254,16 @@ class DefaultConversation:
         return await self._prepare(draft.text, None, _GatedTools(self._session_tools(), draft.gate))
 
     async def _send_partial(self, audio: Int16Array) -> None:
-        text = await self._transcribe(audio)
+        text = await self._transcribe(audio, partial=True)
         if text and self._draft is None:
             await self._host.send_event(events.transcript("user", text, final=False))
 
-    async def _transcribe(self, audio: Int16Array) -> str:
+    async def _transcribe(self, audio: Int16Array, *, partial: bool = False) -> str:
         samples = to_float(resample(audio, self._info.in_rate, STT_RATE))
         stt = self._engines.stt
         if self._info.in_rate == 8000 and self._engines.stt_8k is not None:
             stt = self._engines.stt_8k
-        return (await stt.transcribe(samples, prompt=self._stt_prompt())).text
+        return (await stt.transcribe(samples, prompt=self._stt_prompt(), partial=partial)).text
 
     def _stt_prompt(self) -> str | None:
         """What the caller is likely to say: see :mod:`voxline.engines.stt_prompt`."""

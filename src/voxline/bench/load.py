@@ -97,6 +97,7 @@ class CallerResult:
     false_barge_ins: int = 0  # noise bursts that drew a flush
     close_code: int | None = None
     error: str | None = None
+    connected: bool = False  # the socket is open now
 
 
 @dataclass
@@ -119,16 +120,19 @@ async def run_caller(
     noise: Clip | None = None,
     configure: dict[str, Any] | None = None,
     start_delay: float = 0.0,
+    result: CallerResult | None = None,
 ) -> CallerResult:
     """One caller: send ``configure``, then ask ``questions`` in turn (cycling) for
-    ``duration`` seconds, doing what ``plan`` says (cycling) while each reply plays."""
-    result = CallerResult()
+    ``duration`` seconds, doing what ``plan`` says (cycling) while each reply plays; with
+    no questions, keep a quiet line open. Counts go to ``result`` as they happen."""
+    result = CallerResult() if result is None else result
     await asyncio.sleep(start_delay)
     try:
         client = await OmniClient.connect(realtime_url(url), key, configure=configure or {})
     except Exception as exc:  # refused at the HTTP level, or unreachable
         result.error = f"{type(exc).__name__}: {exc}"
         return result
+    result.connected = True
     listening = _Listening()
     reply_first = 0.0
     reply_samples = 0
@@ -212,6 +216,9 @@ async def run_caller(
     try:
         await wait_reply(Interjection.LISTEN, patience=GREETING_WAIT_S)  # hear out a greeting
         while time.monotonic() - start < duration:
+            if not questions:
+                await send(next(quiet))
+                continue
             listening.flushed = None
             onset_sent, end_sent = await speak(questions[turn % len(questions)])
             result.questions += 1
@@ -236,6 +243,7 @@ async def run_caller(
     except Exception as exc:
         result.error = result.error or f"{type(exc).__name__}: {exc}"
     finally:
+        result.connected = False
         await client.close()
         await asyncio.wait({reader}, timeout=5)
     return result

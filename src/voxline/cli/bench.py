@@ -18,6 +18,7 @@ import psutil
 import typer
 import uvloop
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from voxline.auth.keys import KeyStore
@@ -103,29 +104,39 @@ async def _run(
     duration: float,
     pid: int | None,
     configure: dict[str, Any],
+    *,
+    idle: bool,
+    console: Console,
 ) -> dict[str, Any]:
-    questions = [on_line(Clip.of(synthesize(text, RATE))) for text in QUESTIONS]
+    questions = [] if idle else [on_line(Clip.of(synthesize(text, RATE))) for text in QUESTIONS]
     noise = on_line(noise_burst(RATE))
     before = sample_process(pid) if pid else None
     idle_rss = before.rss_bytes if before else None
     client_before = os.times()
     started = time.monotonic()
-    results: list[CallerResult] = await asyncio.gather(
+    results = [CallerResult() for _ in range(sessions)]
+    callers = asyncio.gather(
         *(
             run_caller(
                 url,
                 key,
-                questions[index % len(questions) :] + questions[: index % len(questions)],
+                questions[index % n :] + questions[: index % n] if (n := len(questions)) else [],
                 rate=RATE,
                 duration=duration,
                 plan=PLAN,
                 noise=noise,
                 configure=configure,
                 start_delay=ramp * index / max(1, sessions),
+                result=result,
             )
-            for index in range(sessions)
+            for index, result in enumerate(results)
         )
     )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        peak_rss = await _watch(callers, results, pid, progress, ramp + duration)
+    await callers
     wall = time.monotonic() - started
     client_after = os.times()
     after = sample_process(pid) if pid else None
@@ -169,7 +180,40 @@ async def _run(
         report["server_cpu_fraction"] = round((after.cpu_seconds - before.cpu_seconds) / wall, 3)
         report["server_rss_mib"] = round(after.rss_bytes / 2**20, 1)
         report["server_idle_rss_mib"] = round((idle_rss or 0) / 2**20, 1)
+        report["server_peak_rss_mib"] = round(peak_rss / 2**20, 1)
+        report["rss_per_session_kib"] = round((peak_rss - (idle_rss or 0)) / sessions / 1024, 1)
     return report
+
+
+async def _watch(
+    callers: asyncio.Future[list[CallerResult]],
+    results: list[CallerResult],
+    pid: int | None,
+    progress: Progress,
+    seconds: float,
+) -> int:
+    """Show how the run goes, once a second, until the callers are done; returns the
+    server's peak resident memory meanwhile (0 without ``pid``)."""
+    task = progress.add_task("connecting", total=seconds)
+    start = last_at = time.monotonic()
+    last = sample_process(pid) if pid else None
+    peak = last.rss_bytes if last else 0
+    while not callers.done():
+        await asyncio.wait({callers}, timeout=1.0)
+        now = time.monotonic()
+        line = (
+            f"{sum(r.connected for r in results)}/{len(results)} connected, "
+            f"{sum(r.questions for r in results)} questions, "
+            f"{sum(r.replies for r in results)} replies"
+        )
+        if pid and last:
+            sample = sample_process(pid)
+            cpu = (sample.cpu_seconds - last.cpu_seconds) / max(now - last_at, 1e-3)
+            line += f"; server {cpu:.2f} cores, {sample.rss_bytes / 2**20:.0f} MiB"
+            peak = max(peak, sample.rss_bytes)
+            last, last_at = sample, now
+        progress.update(task, completed=min(now - start, seconds), description=line)
+    return peak
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -190,6 +234,9 @@ def bench(
     configure: Annotated[
         str, typer.Option(help='configure frame each caller sends, as JSON: {"metrics": true}')
     ] = "{}",
+    idle: Annotated[
+        bool, typer.Option(help="callers only keep a quiet line open: what idle sessions cost")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
     """Load a server with concurrent real-time callers and report latency and cost.
@@ -201,11 +248,35 @@ def bench(
     if url is None:
         with _own_server(agent, sessions, knowledge) as (own_url, own_key, pid):
             console.print(f"started voxline serve --agent {agent} (pid {pid}) at {own_url}")
-            report = uvloop.run(_run(own_url, own_key, sessions, ramp, duration, pid, settings))
+            report = uvloop.run(
+                _run(
+                    own_url,
+                    own_key,
+                    sessions,
+                    ramp,
+                    duration,
+                    pid,
+                    settings,
+                    idle=idle,
+                    console=console,
+                )
+            )
     else:
         if key is None:
             raise typer.BadParameter("--key is needed with --url")
-        report = uvloop.run(_run(url, key, sessions, ramp, duration, server_pid, settings))
+        report = uvloop.run(
+            _run(
+                url,
+                key,
+                sessions,
+                ramp,
+                duration,
+                server_pid,
+                settings,
+                idle=idle,
+                console=console,
+            )
+        )
     table = Table(title=f"{sessions} sessions, {duration:.0f} s each")
     table.add_column("measure")
     table.add_column("P50", justify="right")

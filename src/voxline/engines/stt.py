@@ -25,13 +25,14 @@ tiny.en repeat a short utterance now and then; :func:`drop_repeats` cuts the rep
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import math
 import re
 import threading
 import time
 import wave
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -48,6 +49,7 @@ from faster_whisper.utils import download_model
 from voxline.audio.pcm import Float32Array, to_int16
 from voxline.engines import whisper_base
 from voxline.engines.models import verify_sha256
+from voxline.engines.priority_pool import PriorityPool
 
 SAMPLE_RATE: Final = 16_000
 MIN_SECONDS: Final = 0.2
@@ -86,9 +88,12 @@ class Transcript:
 class Transcriber(Protocol):
     """16 kHz mono float32 speech to text; shared by all sessions, safe to cancel."""
 
-    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+    ) -> Transcript:
         """Transcribe ``audio``; ``prompt`` is text it likely continues or resembles (names,
-        the question the caller answers), which steers spelling."""
+        the question the caller answers), which steers spelling. A ``partial`` transcript
+        (live captions of speech still going on) may wait for every other decode."""
         ...
 
     async def aclose(self) -> None: ...
@@ -180,7 +185,9 @@ def _skipped(audio: Float32Array) -> Transcript | None:
 class WhisperTranscriber:
     """A CTranslate2 Whisper model (int8 on the CPU) running in its own thread pool.
 
-    ``workers`` decodes run at a time, each on ``threads`` cores; further requests queue.
+    ``workers`` decodes run at a time, each on ``threads`` cores; further requests queue,
+    partial transcripts behind every decode that ends a turn (which also stops a running
+    one).
     Decoding is English, deterministic (temperature 0, no fallback), without timestamps or
     conditioning on earlier text, and without faster-whisper's VAD (sessions trim the audio).
     """
@@ -219,26 +226,41 @@ class WhisperTranscriber:
         )
         # faster-whisper's default: no blank or non-speech symbols (music notes, brackets).
         self._suppressed = get_suppressed_tokens(self._tokenizer, [-1])
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voxline-stt")
+        self._pool = PriorityPool(workers, name="voxline-stt")
+        # The partial decodes asked for, by their cancel flags.
+        self._partials: dict[threading.Event, Future[Transcript]] = {}
         self._closed = False
 
-    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+    ) -> Transcript:
         """Cancelling returns at once: a queued decode never starts, and a running one
         stops at its next step (after the encoder, between segments) and is discarded, so
-        a decode nobody waits for holds the worker as little as it can."""
+        a decode nobody waits for holds the worker as little as it can.
+
+        A decode that ends a turn goes before every queued partial one and stops a running
+        one the same way (it returns no text): a caller waiting for an answer goes before
+        live captions."""
         if self._closed:
             raise RuntimeError("WhisperTranscriber is closed")
         skipped = _skipped(audio)
         if skipped is not None:
             return skipped
         cancelled = threading.Event()
+        # A copy: a discarded decode may still read it after the caller reuses its buffer.
+        decode = functools.partial(self._decode, audio.copy(), prompt, cancelled)
+        future = self._pool.submit(int(partial), decode)
+        if partial:
+            self._partials[cancelled] = future
+        else:
+            for stop, other in list(self._partials.items()):
+                if other.running():  # queued ones just wait: they go after this one
+                    stop.set()
         try:
-            # A copy: a discarded decode may still read it after the caller reuses its buffer.
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._decode, audio.copy(), prompt, cancelled
-            )
+            return await asyncio.wrap_future(future)
         finally:
             cancelled.set()
+            self._partials.pop(cancelled, None)
 
     def transcribe_blocking(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
         """:meth:`transcribe` in the calling thread, for offline use."""
@@ -248,13 +270,15 @@ class WhisperTranscriber:
         """Let a running decode finish and drop queued ones; later requests raise
         RuntimeError."""
         self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, cancel_futures=True)
+        await asyncio.to_thread(self._pool.shutdown)
 
     def _decode(
         self, audio: Float32Array, prompt: str | None, cancelled: threading.Event
     ) -> Transcript:
         start = time.perf_counter()
         seconds = audio.size / SAMPLE_RATE
+        if cancelled.is_set():
+            return Transcript("", seconds, 0.0)
         tokens = min(
             _MIN_NEW_TOKENS + _TOKENS_PER_SECOND * math.ceil(min(seconds, 30.0)), _MAX_NEW_TOKENS
         )
@@ -362,7 +386,10 @@ class RemoteTranscriber:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
 
-    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+    ) -> Transcript:
+        """``partial`` makes no difference: the endpoint schedules its own work."""
         skipped = _skipped(audio)
         if skipped is not None:
             return skipped

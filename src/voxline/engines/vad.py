@@ -140,7 +140,7 @@ def shared_model() -> SileroModel:
     return SileroModel()
 
 
-@dataclass(frozen=True, eq=False, slots=True)
+@dataclass(eq=False, slots=True)
 class VadChunk:
     """Model inputs staged from one feed of a :class:`VadStream`, not yet applied to it."""
 
@@ -179,7 +179,7 @@ class VadStream:
 
     __slots__ = (
         "_context",
-        "_gate_power",
+        "_gate_energy",
         "_quiet",
         "_staged",
         "_state",
@@ -193,7 +193,8 @@ class VadStream:
     def __init__(self, sample_rate: int = 16_000, *, gate_dbfs: float | None = GATE_DBFS) -> None:
         self.sample_rate = sample_rate
         self.window_size, self.context_size = _geometry(sample_rate)
-        self._gate_power = None if gate_dbfs is None else 10 ** (gate_dbfs / 10)
+        # Sum of squares of a window at the gate's RMS level.
+        self._gate_energy = None if gate_dbfs is None else self.window_size * 10 ** (gate_dbfs / 10)
         self.reset()
 
     @property
@@ -234,16 +235,13 @@ class VadStream:
         window, context = self.window_size, self.context_size
         count = samples.size // window
         body = samples[: count * window].reshape(count, window)
-        inputs = np.empty((count, context + window), dtype=np.float32)
-        inputs[:, context:] = body
-        next_context = self._context
-        if count:
-            inputs[0, :context] = self._context
-            inputs[1:, :context] = body[:-1, -context:]
-            next_context = body[-1, -context:].copy()
         gated, quiet = self._gated(body)
-        if any(gated):
-            inputs = inputs[[not g for g in gated]]
+        runs = [index for index, skip in enumerate(gated) if not skip]
+        inputs = np.empty((len(runs), context + window), dtype=np.float32)
+        for row, index in enumerate(runs):  # mostly one window, often none
+            inputs[row, :context] = body[index - 1, -context:] if index else self._context
+            inputs[row, context:] = body[index]
+        next_context = body[-1, -context:].copy() if count else self._context
         chunk = VadChunk(
             inputs, gated, self._state, next_context, samples[count * window :].copy(), quiet
         )
@@ -252,13 +250,12 @@ class VadStream:
 
     def _gated(self, body: Float32Array) -> tuple[tuple[bool, ...], int]:
         """Which of these windows skip inference, and the quiet run after the last."""
-        if self._gate_power is None or not len(body):
+        if self._gate_energy is None:
             return (False,) * len(body), self._quiet
-        power = np.einsum("ij,ij->i", body, body) / body.shape[1]
         gated = []
         run = self._quiet
-        for quiet in (power < self._gate_power).tolist():
-            run = run + 1 if quiet else 0
+        for window in body:
+            run = run + 1 if float(np.dot(window, window)) < self._gate_energy else 0
             gated.append(run > QUIET_WINDOWS)
         return tuple(gated), run
 

@@ -47,11 +47,13 @@ class RecordingTranscriber:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    async def transcribe(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+    ) -> Transcript:
         self.running += 1
         self.idle.clear()
         try:
-            transcript = await self.inner.transcribe(audio, prompt=prompt)
+            transcript = await self.inner.transcribe(audio, prompt=prompt, partial=partial)
         finally:
             self.running -= 1
             if not self.running:
