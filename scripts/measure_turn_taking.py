@@ -6,6 +6,11 @@
    run the detector takes for speech (so ``barge_in_min_ms`` can sit above it).
 3. Real speech onsets: how long after the first speech sample the detector's speech run
    reaches a given ``barge_in_min_ms`` (the barge-in reaction before any transport delay).
+4. The early end of a turn whose words sound finished: at every pause, inside a turn and
+   at its end, what Whisper makes of the audio so far (decoded the moment the agent would
+   draft its reply) and whether it sounds finished; so ``complete_turn_ms`` can sit above
+   the inner pauses that sound finished (a cut-off caller) and below the end pauses (a
+   slower answer). Piper and three espeak-ng voices (Debian's ``espeak-ng``).
 
 Run: python scripts/measure_turn_taking.py
 """
@@ -16,8 +21,13 @@ import numpy as np
 import soxr
 
 from voxline.audio.pcm import to_float
+from voxline.audio.resample import resample
 from voxline.bench.speech import synthesize
+from voxline.engines.stt import WhisperTranscriber
+from voxline.engines.turn_end import asks, sounds_complete
 from voxline.engines.vad import VadStream, shared_model
+from voxline.eval.voices import VOICES, cache_dir, render
+from voxline.session.session import PAUSE_MS
 from voxline.session.turns import SpeechStarted, TurnDetector, TurnSettings
 
 RATE = 16_000
@@ -27,6 +37,9 @@ QUESTIONS = [
     "So, um, my tooth hurts, it started yesterday, and I'm not sure if it's an emergency.",
     "Could you tell me the address, and also, is there parking nearby?",
     "I have two kids, ages six and nine; can they both come in on the same day?",
+    "Hi there. I'd like to book a cleaning for next week.",
+    "Okay, thanks. And how much would that cost without insurance?",
+    "I have a question about my bill. Why was I charged twice in March?",
 ]
 
 
@@ -53,6 +66,30 @@ def longest_speech_run(probs: list[float], window: float) -> float:
         detector.feed(p)
         longest = max(longest, detector.speech_seconds)
     return longest
+
+
+def pauses_heard(
+    audio: np.ndarray, window: float, stt: WhisperTranscriber
+) -> list[tuple[float, bool, str]]:
+    """Every pause of ``audio`` (the last one its end): how long it lasted, and whether the
+    draft's transcript of the audio up to it sounds finished."""
+    detector = TurnDetector(TurnSettings(endpointing_ms=60_000), window)
+    pauses: list[tuple[float, bool, str]] = []
+    drafted: tuple[bool, str] | None = None
+    silence = 0.0
+    for index, p in enumerate(probabilities(audio)):
+        detector.feed(p)
+        if detector.silence_seconds < silence and drafted is not None:  # speech resumed
+            pauses.append((silence, *drafted))
+            drafted = None
+        silence = detector.silence_seconds
+        if drafted is None and silence * 1000 >= PAUSE_MS - 1e-6:
+            heard = audio[: round((index + 1) * window * RATE)]
+            text = stt.transcribe_blocking(to_float(heard)).text
+            drafted = (sounds_complete(text), text)
+    if drafted is not None:
+        pauses.append((silence, *drafted))
+    return pauses
 
 
 def burst(kind: str, seconds: float, level: float, rng: np.random.Generator) -> np.ndarray:
@@ -101,6 +138,39 @@ def main() -> None:
                     reactions.append((index + 1) * window - onset)
                     break
         print(f"   barge_in_min_ms={minimum}: worst {max(reactions) * 1000:.0f} ms")
+
+    print("4. pauses whose draft sounds finished, inside turns and at their ends:")
+    stt = WhisperTranscriber()
+    inner: list[tuple[float, bool, str]] = []
+    ends = 0
+    ends_finished = 0
+    for voice in (None, *(v for v in VOICES if v.name in ("espeak-us-m3", "espeak-rp-f4"))):
+        for text in QUESTIONS:
+            if voice is None:
+                audio = synthesize(text, RATE)
+            else:
+                pcm, rate = render(voice, text, cache_dir())
+                audio = resample(pcm, rate, RATE)
+            audio = np.concatenate([audio, np.zeros(RATE, np.int16)])
+            *inside, end = pauses_heard(audio, window, stt)
+            inner += inside
+            ends += 1
+            ends_finished += end[1]
+            for pause, finished, heard in inside:
+                if finished and pause >= 0.15:
+                    print(f"   inner {pause * 1000:4.0f} ms, sounds finished: {heard!r}")
+    questions = [pause for pause, finished, heard in inner if finished and asks(heard)]
+    statements = [pause for pause, finished, heard in inner if finished and not asks(heard)]
+    print(
+        f"   {len(inner)} inner pauses: {len(questions)} sound like a finished question, "
+        f"{len(statements)} like a finished statement; "
+        f"{ends_finished} of {ends} turn ends sound finished"
+    )
+    for ms in (150, 200, 250, 300, 350, 400):
+        print(
+            f"   after {ms} ms: {sum(p * 1000 >= ms for p in questions)} question pauses, "
+            f"{sum(p * 1000 >= ms for p in statements)} statement pauses end the turn"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def test_a_clip_knows_where_its_speech_starts_and_ends() -> None:
 async def test_callers_measure_replies_barge_ins_and_noise_against_the_echo_line(
     echo_server: RunningServer, question: npt.NDArray[np.int16]
 ) -> None:
-    questions = [Clip.of(question), Clip.of(synthesize("Are you open on Saturday?", RATE))]
+    saturday = "Are you open on Saturday?"
+    questions = [Clip.of(question), Clip.of(synthesize(saturday, RATE), saturday)]
     result = await run_caller(
         echo_server.http,
         echo_server.create_key(),
@@ -46,6 +47,8 @@ async def test_callers_measure_replies_barge_ins_and_noise_against_the_echo_line
     assert result.noise_bursts >= 1 and result.false_barge_ins == 0
     # The echo answers after the endpointing silence (500 ms), not before.
     assert result.ttfb and all(0.5 < seconds < 1.5 for seconds in result.ttfb)
+    assert list(result.ttfb_by_text) == [saturday]  # only the clip that says what it is
+    assert set(result.ttfb_by_text[saturday]) <= set(result.ttfb)
     assert result.frame_lag and max(result.frame_lag) < 0.1
 
 
@@ -54,11 +57,13 @@ def test_the_command_reports_in_a_table_and_as_json(tmp_path: Path) -> None:
     app.command()(bench)
     out = tmp_path / "report.json"
     args = ["--agent", "echo", "--sessions", "2", "--duration", "4", "--ramp", "0"]
-    args += ["--configure", '{"barge_in_min_ms": 64}']
+    args += ["--configure", '{"barge_in_min_ms": 64, "metrics": true}']
     result = CliRunner().invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "ttfb_ms" in result.output
     report = json.loads(out.read_text())
     assert report["sessions"] == 2 and report["errors"] == [] and report["questions"] >= 2
-    assert report["configure"] == {"barge_in_min_ms": 64}
+    assert report["configure"] == {"barge_in_min_ms": 64, "metrics": True}
+    assert report["ttfb_questions_ms"]["50"] is not None  # every question the echo hears
+    assert "server_first_audio_ms" in report and "server_first_audio_ms" in result.output
     assert report["ttfb_ms"]["50"] is not None and report["server_cpu_fraction"] > 0

@@ -21,6 +21,7 @@ from voxline.engines.stt import Transcript
 from voxline.protocol.client_frames import Tool, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.agent import CallerTurn, SessionInfo, Speech
+from voxline.session.turns import Finished
 
 RATE = 16000
 KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
@@ -126,7 +127,7 @@ async def test_the_pause_drafts_the_reply_and_the_turn_commits_it_without_a_seco
     convo, stt, _brain, host = conversation("When do you open?")
     convo.hear(lambda: AUDIO, paused=True)
     await settle()
-    assert convo.turn_complete()
+    assert convo.turn_finished() is Finished.QUESTION
     assert host.events == []  # a draft says nothing until its turn is confirmed
     turn = CallerTurn(audio=AUDIO)
     spoken = await collect(convo, turn)
@@ -148,7 +149,7 @@ async def test_speech_after_the_pause_drops_the_draft_unheard_and_without_effect
     assert brain.requests and host.waiters == {}  # the tool waits for the turn to be confirmed
     convo.hear(lambda: AUDIO, paused=False)  # the caller goes on talking
     await settle()
-    assert not convo.turn_complete()
+    assert convo.turn_finished() is Finished.NO
     assert "tool_call" not in host.names() and brain.closed == 1
     await convo.aclose()
 
@@ -170,7 +171,15 @@ async def test_an_unfinished_sentence_does_not_end_the_turn_early() -> None:
     convo, *_ = conversation("I'd like to book an appointment for")
     convo.hear(lambda: AUDIO, paused=True)
     await settle()
-    assert not convo.turn_complete()
+    assert convo.turn_finished() is Finished.NO
+    await convo.aclose()
+
+
+async def test_a_finished_statement_is_weaker_evidence_than_a_question() -> None:
+    convo, *_ = conversation("I'd like to talk to a person, please.")
+    convo.hear(lambda: AUDIO, paused=True)
+    await settle()
+    assert convo.turn_finished() is Finished.STATEMENT
     await convo.aclose()
 
 

@@ -22,6 +22,7 @@ from voxline.session.agent import (
     Speech,
 )
 from voxline.session.session import Session
+from voxline.session.turns import Finished
 
 RATE = 16000
 
@@ -63,8 +64,8 @@ class Receptionist:
     def hear(self, utterance: Callable[[], Int16Array], *, paused: bool) -> None:
         pass
 
-    def turn_complete(self) -> bool:
-        return False
+    def turn_finished(self) -> Finished:
+        return Finished.NO
 
     async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
         if turn.text == "bye":
@@ -134,3 +135,59 @@ async def test_a_goodbye_heard_out_ends_the_call(call: tuple[Session, Line]) -> 
     await session.receive(InputText("bye"))
     await asyncio.wait_for(session.ended.wait(), 5)
     assert session.end_reason == "caller_goodbye" and line.closed == (1000, "caller_goodbye")
+
+
+class Judging(Receptionist):
+    """Sounds ``finished`` from the caller's first pause; notes when it is asked to reply."""
+
+    def __init__(self, host: ConversationHost, finished: Finished) -> None:
+        super().__init__(host)
+        self.finished = finished
+        self.paused = False
+        self.replying = asyncio.Event()
+
+    def hear(self, utterance: Callable[[], Int16Array], *, paused: bool) -> None:
+        self.paused = self.paused or paused
+
+    def turn_finished(self) -> Finished:
+        return self.finished if self.paused else Finished.NO
+
+    async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
+        self.replying.set()
+        yield Speech(np.zeros(RATE // 10, dtype=np.int16))
+
+
+@pytest.mark.parametrize(
+    ("finished", "ends_after_ms"),
+    [(Finished.QUESTION, 250), (Finished.STATEMENT, 400), (Finished.NO, 500)],
+)
+async def test_a_turn_ends_after_the_silence_its_words_call_for(
+    finished: Finished, ends_after_ms: int
+) -> None:
+    from voxline.bench.speech import synthesize
+
+    judging: list[Judging] = []
+
+    class JudgingAgent(ReceptionistAgent):
+        def conversation(self, info: SessionInfo, host: ConversationHost) -> Judging:
+            judging.append(Judging(host, finished))
+            return judging[-1]
+
+    speech = synthesize("What time do you open tomorrow?", RATE)
+    frame = RATE // 50
+    async with VadBatcher(ThreadInference(shared_model())) as vad:
+        session = Session(SessionInfo("call_1", None, RATE, RATE), Line(), JudgingAgent(), vad)
+        session.start()
+        for offset in range(0, len(speech), frame):
+            session.receive_audio(speech[offset : offset + frame].tobytes())
+            await asyncio.sleep(0.002)
+        silent_frames = 0
+        while not judging[0].replying.is_set() and silent_frames < 100:
+            session.receive_audio(bytes(2 * frame))
+            silent_frames += 1
+            await asyncio.sleep(0.004)
+        await session.end("done")
+    loud = np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max())
+    silence_ms = silent_frames * 20 + (len(speech) - loud[-1]) / RATE * 1000
+    # The VAD's hangover after the last loud sample comes on top: about 100 ms.
+    assert ends_after_ms <= silence_ms <= ends_after_ms + 150

@@ -2,7 +2,7 @@
 
 import pytest
 
-from voxline.engines.turn_end import sounds_complete
+from voxline.engines.turn_end import asks, sounds_complete
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,18 @@ def test_finished_sentences_sound_complete(text: str) -> None:
 )
 def test_trailing_clauses_and_fillers_do_not(text: str) -> None:
     assert not sounds_complete(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("What are your opening hours?", True),
+        ('Did he say "call me back?"', True),
+        ("I'd like to talk to a person, please.", False),
+        ("Hi there.", False),
+        ("Could you tell me about the?", False),  # leads on: not finished at all
+        ("Um?", False),
+    ],
+)
+def test_questions_are_told_from_statements(text: str, question: bool) -> None:
+    assert asks(text) is question

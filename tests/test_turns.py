@@ -1,6 +1,12 @@
 """Turn-taking from VAD probabilities."""
 
-from voxline.session.turns import SpeechEnded, SpeechStarted, TurnDetector, TurnSettings
+from voxline.session.turns import (
+    Finished,
+    SpeechEnded,
+    SpeechStarted,
+    TurnDetector,
+    TurnSettings,
+)
 
 WINDOW = 0.032
 
@@ -56,3 +62,12 @@ def test_end_turn_ends_the_turn_at_the_last_speech_window() -> None:
     assert detector.feed(0.0) is None  # and the silence that follows ends nothing more
     started = [detector.feed(0.9) for _ in range(3)]
     assert any(isinstance(event, SpeechStarted) for event in started)
+
+
+def test_finished_sounding_turns_end_after_their_share_of_the_endpointing_silence() -> None:
+    settings = TurnSettings()
+    assert settings.end_silence_ms(Finished.NO) == 500
+    assert settings.end_silence_ms(Finished.STATEMENT) == 400
+    assert settings.end_silence_ms(Finished.QUESTION) == 250
+    settings.set_endpointing(1000)  # a client that asks for patience
+    assert [settings.end_silence_ms(f) for f in Finished] == [1000, 800, 500]

@@ -3,14 +3,16 @@
 Latency comes from overlap, not from raw speed: partial transcripts while the caller talks;
 the moment they pause, a draft of the reply (the final decode, the knowledge lookup, the
 brain's first sentence, synthesised), so that when endpointing confirms the turn its first
-audio is usually ready to play; a turn whose words sound finished ends after a shorter
-silence; and the first sentence plays while the brain and the synthesiser work on the rest.
+audio is usually ready to play; a turn whose words sound finished (a question most of
+all) ends after a shorter silence; and the first sentence plays while the brain and the
+synthesiser work on the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from voxline.engines.sentences import SentenceSplitter
 from voxline.engines.stt import Transcriber
 from voxline.engines.stt_prompt import build_prompt, knowledge_vocabulary
 from voxline.engines.tts import Synthesizer
-from voxline.engines.turn_end import sounds_complete
+from voxline.engines.turn_end import asks, sounds_complete
 from voxline.protocol import events
 from voxline.protocol.client_frames import Tool
 from voxline.session.agent import (
@@ -37,6 +39,7 @@ from voxline.session.agent import (
     SessionInfo,
     Speech,
 )
+from voxline.session.turns import Finished
 
 STT_RATE: Final = 16000
 PARTIAL_INTERVAL_S: Final = 1.5  # re-decode the growing utterance at most this often
@@ -45,6 +48,9 @@ FIRST_SENTENCE_CHARS: Final = 40  # a short first piece: earlier first audio
 KNOWLEDGE_PASSAGES: Final = 3
 HISTORY_TURNS: Final = 12
 _CLOSERS: Final = "\"')]}"
+WARM_UP_LINE: Final = "Hello, how can I help you today?"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -85,17 +91,33 @@ class DefaultAgent:
         self._warming = asyncio.create_task(self.warm(), name="voxline-warm-speech")
 
     async def warm(self) -> None:
-        """Synthesise the greeting and the first piece of each likely line, one at a time
-        (a caller's own synthesis waits behind at most one), so that callers hear them without
-        waiting for synthesis: 0.25-0.4 s less to the first audio of a knowledge answer."""
-        knowledge = self.engines.knowledge
+        """Run each recogniser once, then synthesise the greeting and the first piece of
+        each likely line, one at a time (a caller's own synthesis waits behind at most one),
+        so that callers hear them without waiting for synthesis: 0.25-0.4 s less to the
+        first audio of a knowledge answer.
+
+        A Whisper model's first decode costs about 1.5 s (allocations, kernel selection)
+        against 0.15 s for later ones; without this the first caller's first turn pays it."""
+        engines = self.engines
+        knowledge = engines.knowledge
         pieces = (
             first_pieces(knowledge.greeting, every=True) if knowledge and knowledge.greeting else []
         )
-        for line in self.engines.likely_lines:
+        for line in engines.likely_lines:
             pieces += first_pieces(line)
-        for piece in dict.fromkeys(pieces):
-            await self.engines.tts.synthesize(piece)
+        pieces = list(dict.fromkeys(pieces))
+        warm_line = pieces[0] if pieces else WARM_UP_LINE
+        try:
+            heard = to_float(
+                resample(await engines.tts.synthesize(warm_line), engines.tts.sample_rate, STT_RATE)
+            )
+            for stt in (engines.stt, engines.stt_8k):
+                if stt is not None:
+                    await stt.transcribe(heard)
+        except Exception:  # a remote engine that is down: callers will see its errors
+            log.warning("could not warm the speech engines", exc_info=True)
+        for piece in pieces:
+            await engines.tts.synthesize(piece)
 
     async def aclose(self) -> None:
         if self._warming is not None:
@@ -240,9 +262,11 @@ class DefaultConversation:
                 self._last_partial_at = now
                 self._partial = asyncio.create_task(self._send_partial(audio))
 
-    def turn_complete(self) -> bool:
-        draft = self._draft
-        return draft is not None and draft.text is not None and sounds_complete(draft.text)
+    def turn_finished(self) -> Finished:
+        text = self._draft.text if self._draft is not None else None
+        if text is None or not sounds_complete(text):
+            return Finished.NO
+        return Finished.QUESTION if asks(text) else Finished.STATEMENT
 
     def _start_draft(self, audio: Int16Array) -> _Draft:
         draft = _Draft()

@@ -18,6 +18,7 @@ from voxline.session.agent import (
     SessionInfo,
     Speech,
 )
+from voxline.session.turns import Finished
 
 
 class EchoConversation:
@@ -35,8 +36,8 @@ class EchoConversation:
     def hear(self, utterance: Callable[[], Int16Array], *, paused: bool) -> None:
         """The echo needs the whole turn, at its end."""
 
-    def turn_complete(self) -> bool:
-        return False  # no words: the full endpointing silence ends every turn
+    def turn_finished(self) -> Finished:
+        return Finished.NO  # no words: the full endpointing silence ends every turn
 
     async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
         if turn.audio is not None and turn.audio.size:

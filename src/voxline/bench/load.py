@@ -10,7 +10,8 @@ Measured per turn: TTFB, from the frame holding the question's last speech sampl
 first agent audio; barge-in reaction, from the frame holding the interrupting question's
 first speech sample to ``flush``; whether a noise burst drew a ``flush`` (a false barge-in);
 and frame lag, how late each agent audio chunk arrives against the real-time schedule of
-its reply (0 when on time or early, within the lead).
+its reply (0 when on time or early, within the lead). When the callers ask for ``metrics``
+events, the server's own stage timings of each turn are kept too.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ class Clip:
     pcm: npt.NDArray[np.int16]
     onset: int
     end: int
+    text: str = ""  # what it says, when known
 
     @classmethod
-    def of(cls, pcm: npt.NDArray[np.int16]) -> Clip:
+    def of(cls, pcm: npt.NDArray[np.int16], text: str = "") -> Clip:
         loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LOUD * np.abs(pcm).max(initial=1))
-        return cls(pcm, int(loud[0]) if loud.size else 0, int(loud[-1]) + 1 if loud.size else 0)
+        onset, end = (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, 0)
+        return cls(pcm, onset, end, text)
 
 
 def line_noise(samples: int, seed: int = 0) -> npt.NDArray[np.int16]:
@@ -72,7 +75,7 @@ def line_noise(samples: int, seed: int = 0) -> npt.NDArray[np.int16]:
 def on_line(clip: Clip, seed: int = 0) -> Clip:
     """``clip`` as the caller's line carries it: over the line's noise floor."""
     noisy = clip.pcm.astype(np.int32) + line_noise(len(clip.pcm), seed)
-    return Clip(np.clip(noisy, -32768, 32767).astype(np.int16), clip.onset, clip.end)
+    return Clip(np.clip(noisy, -32768, 32767).astype(np.int16), clip.onset, clip.end, clip.text)
 
 
 def noise_burst(rate: int, seconds: float = 0.25, seed: int = 0) -> Clip:
@@ -86,6 +89,7 @@ def noise_burst(rate: int, seconds: float = 0.25, seed: int = 0) -> Clip:
 @dataclass
 class CallerResult:
     ttfb: list[float] = field(default_factory=list)
+    ttfb_by_text: dict[str, list[float]] = field(default_factory=dict)  # of clips with text
     barge_in: list[float] = field(default_factory=list)
     frame_lag: list[float] = field(default_factory=list)
     questions: int = 0
@@ -98,6 +102,9 @@ class CallerResult:
     close_code: int | None = None
     error: str | None = None
     connected: bool = False  # the socket is open now
+    # The server's per-turn stage timings (seconds after its end of speech), by stage, from
+    # the ``metrics`` events that ``{"metrics": true}`` asks for.
+    stages: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,6 +159,10 @@ async def run_caller(
             elif isinstance(item, ServerEvent):
                 if item.name == "flush":
                     listening.flushed = now
+                elif item.name == "metrics":
+                    for name, value in item.data.items():
+                        if name.endswith("_ms") and isinstance(value, int | float):
+                            result.stages.setdefault(name[:-3], []).append(value / 1000)
                 elif item.name == "error":
                     result.error = str(item.data.get("code"))
             elif isinstance(item, Closed):
@@ -220,7 +231,8 @@ async def run_caller(
                 await send(next(quiet))
                 continue
             listening.flushed = None
-            onset_sent, end_sent = await speak(questions[turn % len(questions)])
+            question = questions[turn % len(questions)]
+            onset_sent, end_sent = await speak(question)
             result.questions += 1
             if interrupting:
                 result.interruptions += 1
@@ -235,6 +247,8 @@ async def run_caller(
             else:
                 result.replies += 1
                 result.ttfb.append(listening.reply_started - end_sent)
+                if question.text:
+                    result.ttfb_by_text.setdefault(question.text, []).append(result.ttfb[-1])
             turn += 1
             if not interrupting:
                 for _ in range(round(THINK_S / (FRAME_MS / 1000))):

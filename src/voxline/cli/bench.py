@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +108,9 @@ async def _run(
     idle: bool,
     console: Console,
 ) -> dict[str, Any]:
-    questions = [] if idle else [on_line(Clip.of(synthesize(text, RATE))) for text in QUESTIONS]
+    questions = (
+        [] if idle else [on_line(Clip.of(synthesize(text, RATE), text)) for text in QUESTIONS]
+    )
     noise = on_line(noise_burst(RATE))
     before = sample_process(pid) if pid else None
     idle_rss = before.rss_bytes if before else None
@@ -142,9 +144,14 @@ async def _run(
     after = sample_process(pid) if pid else None
     measures = {
         "ttfb_ms": [t for r in results for t in r.ttfb],
+        # A finished question may end its turn sooner than a statement (see TurnSettings).
+        "ttfb_questions_ms": _ttfb_of(results, lambda text: text.endswith("?")),
+        "ttfb_statements_ms": _ttfb_of(results, lambda text: not text.endswith("?")),
         "barge_in_ms": [t for r in results for t in r.barge_in],
         "frame_lag_ms": [t for r in results for t in r.frame_lag],
     }
+    for stage in sorted({stage for r in results for stage in r.stages}):
+        measures[f"server_{stage}_ms"] = [t for r in results for t in r.stages.get(stage, [])]
     counts = {
         name: sum(getattr(r, name) for r in results)
         for name in (
@@ -216,6 +223,10 @@ async def _watch(
     return peak
 
 
+def _ttfb_of(results: list[CallerResult], chosen: Callable[[str], bool]) -> list[float]:
+    return [t for r in results for text, ts in r.ttfb_by_text.items() if chosen(text) for t in ts]
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
@@ -282,7 +293,9 @@ def bench(
     table.add_column("P50", justify="right")
     table.add_column("P95", justify="right")
     table.add_column("P99", justify="right")
-    measures = ("ttfb_ms", "barge_in_ms", "frame_lag_ms")
+    measures = [
+        name for name, value in report.items() if name.endswith("_ms") and isinstance(value, dict)
+    ]
     for name in measures:
         table.add_row(name, *(str(report[name][q]) for q in (50, 95, 99)))
     Console().print(table)

@@ -38,3 +38,8 @@ def sounds_complete(text: str) -> bool:
     if not words or words[-1] in TRAILING_WORDS:
         return False
     return not all(word in _FILLERS for word in words)
+
+
+def asks(text: str) -> bool:
+    """``text`` sounds finished and ends in a question."""
+    return sounds_complete(text) and text.strip().rstrip(_CLOSERS).endswith("?")

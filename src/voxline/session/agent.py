@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from voxline.audio.pcm import Int16Array
 from voxline.protocol.client_frames import ToolResult
 from voxline.protocol.events import Event
+from voxline.session.turns import Finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,9 @@ class Conversation(Protocol):
         ``utterance()`` returns the turn's audio so far; call it only when needed.
         """
 
-    def turn_complete(self) -> bool:
-        """The caller's words so far sound like a whole turn, which may then end after a
-        shorter silence (``TurnSettings.complete_turn_ms``)."""
+    def turn_finished(self) -> Finished:
+        """How finished the caller's words so far sound: a finished turn may end after a
+        shorter silence (:meth:`TurnSettings.end_silence_ms`)."""
         ...
 
     def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]: ...

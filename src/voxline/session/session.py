@@ -34,14 +34,19 @@ from voxline.protocol.events import Event
 from voxline.session.agent import Agent, CallerTurn, Conversation, SessionInfo, Speech
 from voxline.session.caller_audio import CallerAudio
 from voxline.session.playout import Playout
-from voxline.session.turns import SpeechEnded, SpeechStarted, TurnDetector, TurnSettings
+from voxline.session.turns import (
+    Finished,
+    SpeechEnded,
+    SpeechStarted,
+    TurnDetector,
+    TurnSettings,
+)
 
 log = logging.getLogger(__name__)
 
 PRE_ROLL_SECONDS = 0.3  # audio kept before detected speech start (VAD onsets are late)
 TAIL_SECONDS = 0.15  # audio kept after the last speech window
-PAUSE_MS = 64  # silence after which the agent may start on what the caller said so far
-COMPLETE_TURN_SHARE = 0.6  # of endpointing_ms: the silence that ends a finished-sounding turn
+PAUSE_MS = 32  # silence after which the agent may start on what the caller said so far
 
 
 class Outbound(Protocol):
@@ -237,11 +242,7 @@ class Session:
         config.setdefault("_unknown", {}).update(frame.unknown)
         settings = frame.settings
         if "endpointing_ms" in settings:
-            # A client that asks for patience gets it in proportion for finished-sounding turns.
-            self.turn_settings.endpointing_ms = settings["endpointing_ms"]
-            self.turn_settings.complete_turn_ms = round(
-                settings["endpointing_ms"] * COMPLETE_TURN_SHARE
-            )
+            self.turn_settings.set_endpointing(settings["endpointing_ms"])
         if "barge_in_min_ms" in settings:
             self.turn_settings.barge_in_min_ms = settings["barge_in_min_ms"]
         if "vad_threshold" in settings:
@@ -307,9 +308,9 @@ class Session:
             if self._turns.speaking and not self._speech_during_reply:
                 silence_ms = self._turns.silence_seconds * 1000
                 self._conversation.hear(self._utterance_so_far, paused=silence_ms >= PAUSE_MS)
-                if (
-                    silence_ms >= self.turn_settings.complete_turn_ms
-                    and self._conversation.turn_complete()
+                finished = self._conversation.turn_finished()
+                if finished is not Finished.NO and silence_ms >= self.turn_settings.end_silence_ms(
+                    finished
                 ):
                     ended = self._turns.end_turn()
                     if ended is not None:

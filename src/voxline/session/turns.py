@@ -4,15 +4,32 @@ Pure state machine in stream time (seconds since the caller's first sample), fed
 probability per window. Hysteresis like Silero's own iterator: speech starts above
 ``threshold`` after ``min_speech_ms`` of it, and only ends after ``endpointing_ms`` below
 ``threshold - 0.15`` — or earlier, when the session ends the turn because the caller's
-words sound finished (:meth:`TurnDetector.end_turn`, after ``complete_turn_ms``).
+words sound finished (:meth:`TurnDetector.end_turn`, after
+:meth:`TurnSettings.end_silence_ms`).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Final
 
 HYSTERESIS: Final = 0.15
+STATEMENT_SHARE: Final = 0.8
+QUESTION_SHARE: Final = 0.5
+"""Of ``endpointing_ms``: the silence that ends a turn whose words sound like a finished
+statement, or a finished question. Chosen on pauses inside and at the end of turns
+(``scripts/measure_turn_taking.py``, docs/performance.md): Whisper closes nearly every
+clause it is given with a full stop, so a statement is weak evidence that the caller is
+done ("Hi there." then a 320 ms pause, then the question), and a question mark is strong."""
+
+
+class Finished(enum.Enum):
+    """How finished the caller's words so far sound."""
+
+    NO = enum.auto()  # they lead on, or there are none yet: the full endpointing silence
+    STATEMENT = enum.auto()
+    QUESTION = enum.auto()
 
 
 @dataclass(slots=True)
@@ -20,8 +37,23 @@ class TurnSettings:
     threshold: float = 0.5
     min_speech_ms: int = 64
     endpointing_ms: int = 500
-    complete_turn_ms: int = 300  # silence that ends a turn whose words sound finished
+    statement_turn_ms: int = round(500 * STATEMENT_SHARE)
+    question_turn_ms: int = round(500 * QUESTION_SHARE)
     barge_in_min_ms: int = 96
+
+    def set_endpointing(self, milliseconds: int) -> None:
+        """A client that asks for patience gets it in proportion for finished-sounding turns."""
+        self.endpointing_ms = milliseconds
+        self.statement_turn_ms = round(milliseconds * STATEMENT_SHARE)
+        self.question_turn_ms = round(milliseconds * QUESTION_SHARE)
+
+    def end_silence_ms(self, finished: Finished) -> int:
+        """The silence that ends a turn whose words sound ``finished``."""
+        if finished is Finished.QUESTION:
+            return self.question_turn_ms
+        if finished is Finished.STATEMENT:
+            return self.statement_turn_ms
+        return self.endpointing_ms
 
 
 @dataclass(frozen=True, slots=True)
