@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from voxline.audio.pcm import Int16Array
+from voxline.bench.speech import synthesize
 from voxline.engines.vad import shared_model
 from voxline.engines.vad_batch import ThreadInference, VadBatcher
 from voxline.protocol.client_frames import Dtmf, InputText
@@ -164,8 +165,6 @@ class Judging(Receptionist):
 async def test_a_turn_ends_after_the_silence_its_words_call_for(
     finished: Finished, ends_after_ms: int
 ) -> None:
-    from voxline.bench.speech import synthesize
-
     judging: list[Judging] = []
 
     class JudgingAgent(ReceptionistAgent):

@@ -307,8 +307,9 @@ class Session:
                     await self._maybe_barge_in()
             if self._turns.speaking and not self._speech_during_reply:
                 silence_ms = self._turns.silence_seconds * 1000
-                self._conversation.hear(self._utterance_so_far, paused=silence_ms >= PAUSE_MS)
-                finished = self._conversation.turn_finished()
+                paused = silence_ms >= PAUSE_MS
+                self._conversation.hear(self._utterance_so_far, paused=paused)
+                finished = self._conversation.turn_finished() if paused else Finished.NO
                 if finished is not Finished.NO and silence_ms >= self.turn_settings.end_silence_ms(
                     finished
                 ):
