@@ -44,6 +44,9 @@ def test_cancelled_calls_never_run_and_shutdown_drops_the_queue() -> None:
     gate = threading.Event()
     ran: list[int] = []
     running = pool.submit(0, gate.wait)
+    deadline = time.monotonic() + 5
+    while not running.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
     cancelled = pool.submit(0, lambda: ran.append(1))
     queued = pool.submit(0, lambda: ran.append(2))
     assert cancelled.cancel()
