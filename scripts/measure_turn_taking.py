@@ -3,19 +3,24 @@
 1. Pauses inside a caller's turn: the longest silence the detector sees within multi-clause
    questions (so ``endpointing_ms`` can sit above it and not cut callers off mid-pause).
 2. Noise bursts (cough-like: white and low-passed noise, 50-400 ms, two levels): the longest
-   run the detector takes for speech (so ``barge_in_min_ms`` can sit above it).
-3. Real speech onsets: how long after the first speech sample the detector's speech run
-   reaches a given ``barge_in_min_ms`` (the barge-in reaction before any transport delay).
+   run the detector takes for speech, and how many bursts each barge-in rule would take for
+   an interruption.
+3. Real speech onsets (Piper and three espeak-ng voices, at 16 and 8 kHz, at four offsets
+   within a VAD window): how long after the first speech sample each barge-in rule
+   (``barge_in_min_ms``, ``barge_in_confidence``) interrupts the agent, before any
+   transport delay.
 4. The early end of a turn whose words sound finished: at every pause, inside a turn and
    at its end, what Whisper makes of the audio so far (decoded the moment the agent would
    draft its reply) and whether it sounds finished; so ``complete_turn_ms`` can sit above
    the inner pauses that sound finished (a cut-off caller) and below the end pauses (a
    slower answer). Piper and three espeak-ng voices (Debian's ``espeak-ng``).
 
-Run: python scripts/measure_turn_taking.py
+Run: python scripts/measure_turn_taking.py [PART...]  (all four parts by default)
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import soxr
@@ -28,7 +33,7 @@ from voxline.engines.turn_end import asks, sounds_complete
 from voxline.engines.vad import VadStream, shared_model
 from voxline.eval.voices import VOICES, cache_dir, render
 from voxline.session.session import PAUSE_MS
-from voxline.session.turns import SpeechStarted, TurnDetector, TurnSettings
+from voxline.session.turns import TurnDetector, TurnSettings
 
 RATE = 16_000
 QUESTIONS = [
@@ -57,6 +62,26 @@ def longest_inner_pause(probs: list[float], window: float) -> float:
             longest = max(longest, silence)
         silence = detector.silence_seconds
     return longest
+
+
+BARGE_IN_RULES = {  # (barge_in_min_ms, barge_in_confidence)
+    "96 ms of speech": (96, 1.0),
+    "64 ms of speech": (64, 1.0),
+    "a window at 0.9, or 96 ms": (96, 0.9),
+    "a window at 0.9, or 128 ms (the default)": (128, 0.9),
+}
+
+
+def interrupts_after(probs: list[float], window: float, rule: tuple[int, float]) -> float | None:
+    """Stream time at which ``rule`` would cut the agent off, if it would."""
+    minimum, confidence = rule
+    settings = TurnSettings(barge_in_min_ms=minimum, barge_in_confidence=confidence)
+    detector = TurnDetector(settings, window)
+    for index, p in enumerate(probs):
+        detector.feed(p)
+        if detector.interrupting():
+            return (index + 1) * window
+    return None
 
 
 def longest_speech_run(probs: list[float], window: float) -> float:
@@ -102,7 +127,7 @@ def burst(kind: str, seconds: float, level: float, rng: np.random.Generator) -> 
     return padded.astype(np.int16)
 
 
-def main() -> None:
+def inner_pauses() -> None:
     window = VadStream(RATE).window_seconds
     print("1. longest pause inside a turn (ms):")
     pauses = []
@@ -112,33 +137,57 @@ def main() -> None:
         print(f"   {pause * 1000:5.0f}  {text}")
     print(f"   max {max(pauses) * 1000:.0f} ms")
 
-    print("2. longest noise burst taken for speech (ms):")
+
+def noise_bursts() -> None:
+    window = VadStream(RATE).window_seconds
+    print("2. noise bursts: the longest taken for speech, and those each rule would take")
     rng = np.random.default_rng(3)
     runs = []
+    taken = dict.fromkeys(BARGE_IN_RULES, 0)
     for kind in ("white", "lowpass"):
         for level in (0.3, 0.9):
             for seconds in (0.05, 0.1, 0.2, 0.3, 0.4):
                 for _ in range(5):
-                    run = longest_speech_run(
-                        probabilities(burst(kind, seconds, level, rng)), window
-                    )
-                    runs.append(run)
+                    probs = probabilities(burst(kind, seconds, level, rng))
+                    runs.append(longest_speech_run(probs, window))
+                    for name, rule in BARGE_IN_RULES.items():
+                        taken[name] += interrupts_after(probs, window, rule) is not None
             print(f"   {kind:7s} level {level}: max {max(runs[-25:]) * 1000:.0f} ms")
     print(f"   all {len(runs)} bursts: max {max(runs) * 1000:.0f} ms")
+    for name, count in taken.items():
+        print(f"   {name}: {count} of {len(runs)} bursts interrupt")
 
-    print("3. speech onset to a speech run of N ms (ms):")
-    for minimum in (64, 96, 128, 160):
-        reactions = []
-        for text in QUESTIONS:
-            audio = np.concatenate([np.zeros(RATE // 2, np.int16), synthesize(text, RATE)])
-            onset = np.flatnonzero(np.abs(audio) > 0.02 * 32767)[0] / RATE
-            detector = TurnDetector(TurnSettings(min_speech_ms=minimum), window)
-            for index, p in enumerate(probabilities(audio)):
-                if isinstance(detector.feed(p), SpeechStarted):
-                    reactions.append((index + 1) * window - onset)
-                    break
-        print(f"   barge_in_min_ms={minimum}: worst {max(reactions) * 1000:.0f} ms")
 
+def onsets() -> None:
+    print("3. speech onset to barge-in (ms), four voices, four offsets within a window:")
+    clips = [synthesize(text, RATE) for text in QUESTIONS]
+    for voice in VOICES:
+        if voice.name in ("espeak-us-m3", "espeak-us-f2", "espeak-rp-f4"):
+            for text in QUESTIONS:
+                pcm, rate = render(voice, text, cache_dir())
+                clips.append(resample(pcm, rate, RATE))
+    for line_rate in (RATE, 8000):
+        line_window = VadStream(line_rate).window_seconds
+        reactions: dict[str, list[float]] = {name: [] for name in BARGE_IN_RULES}
+        for clip in clips:
+            for offset_ms in (0, 8, 16, 24):
+                lead = np.zeros(RATE // 2 + offset_ms * RATE // 1000, np.int16)
+                audio = resample(np.concatenate([lead, clip]), RATE, line_rate)
+                onset = np.flatnonzero(np.abs(audio) > 0.02 * np.abs(audio).max())[0] / line_rate
+                probs = shared_model().probabilities(VadStream(line_rate), to_float(audio))
+                for name, rule in BARGE_IN_RULES.items():
+                    at = interrupts_after(probs, line_window, rule)
+                    reactions[name].append(np.inf if at is None else at - onset)
+        for name, times in reactions.items():
+            p50, p95 = np.percentile(np.array(times) * 1000, [50, 95])
+            print(
+                f"   {line_rate // 1000} kHz, {name}: P50 {p50:.0f}, P95 {p95:.0f}, "
+                f"worst {max(times) * 1000:.0f} of {len(times)} onsets"
+            )
+
+
+def finished_sounding_pauses() -> None:
+    window = VadStream(RATE).window_seconds
     print("4. pauses whose draft sounds finished, inside turns and at their ends:")
     stt = WhisperTranscriber()
     inner: list[tuple[float, bool, str]] = []
@@ -171,6 +220,14 @@ def main() -> None:
             f"   after {ms} ms: {sum(p * 1000 >= ms for p in questions)} question pauses, "
             f"{sum(p * 1000 >= ms for p in statements)} statement pauses end the turn"
         )
+
+
+PARTS = {"1": inner_pauses, "2": noise_bursts, "3": onsets, "4": finished_sounding_pauses}
+
+
+def main() -> None:
+    for part in sys.argv[1:] or PARTS:
+        PARTS[part]()
 
 
 if __name__ == "__main__":

@@ -176,3 +176,17 @@ async def test_framing_query_overrides_negotiation(echo_server: RunningServer) -
     await caller.close()
     assert caller.got.text_messages == 0
     assert caller.got.binary_messages >= 4
+
+
+async def test_audio_is_never_compressed_even_when_the_client_offers_it(
+    echo_server: RunningServer,
+) -> None:
+    """PCM hardly compresses, and per-message deflate on every 20 ms frame would cost the
+    server half as much again to receive it; browsers offer it on every socket."""
+    key = echo_server.create_key()
+    async with connect(
+        echo_server.ws, subprotocols=[f"pyai-key.{key}"], compression="deflate"
+    ) as ws:  # type: ignore[list-item]
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        await ws.send(json.dumps({"type": "configure"}))
+        assert json.loads(await ws.recv())["event"] == "hello"

@@ -42,6 +42,7 @@ known_keys = st.sampled_from(
         "output",
         "vad_threshold",
         "barge_in_min_ms",
+        "barge_in_confidence",
         "kb_endpoint",
     ]
 )

@@ -190,3 +190,34 @@ async def test_a_turn_ends_after_the_silence_its_words_call_for(
     silence_ms = silent_frames * 20 + (len(speech) - loud[-1]) / RATE * 1000
     # The VAD's hangover after the last loud sample comes on top: about 100 ms.
     assert ends_after_ms <= silence_ms <= ends_after_ms + 150
+
+
+async def test_speech_over_a_reply_stops_it_within_a_few_windows(
+    call: tuple[Session, Line],
+) -> None:
+    """Real speech under the agent's voice: `flush` once the VAD is sure of it (a window at
+    0.9, well before the 128 ms fallback), counted in caller stream time."""
+    session, line = call
+    await session.receive(InputText("hello"))
+    frame = RATE // 50
+    quiet = np.zeros(frame, np.int16)
+    for _ in range(25):  # half a second of the reply, the line quiet
+        session.receive_audio(quiet.tobytes())
+        await asyncio.sleep(0.02)
+    speech = synthesize("Sorry, could you repeat the opening hours?", RATE)
+    onset = int(np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max())[0])
+    sent_after_onset = 0
+    for offset in range(0, len(speech), frame):
+        session.receive_audio(speech[offset : offset + frame].tobytes())
+        if offset + frame > onset:
+            sent_after_onset += 1
+        for _ in range(10):  # let the VAD catch up with this frame before the next
+            await asyncio.sleep(0.005)
+            if "flush" in line.names():
+                break
+        if "flush" in line.names():
+            break
+    [flush] = after(line, "flush")
+    assert flush["reason"] == "barge_in"
+    assert sent_after_onset * 20 <= 120  # a 96 ms rule on its own took 110–175 ms
+    assert session.stats.barge_ins == 1

@@ -71,3 +71,37 @@ def test_finished_sounding_turns_end_after_their_share_of_the_endpointing_silenc
     assert settings.end_silence_ms(Finished.QUESTION) == 250
     settings.set_endpointing(1000)  # a client that asks for patience
     assert [settings.end_silence_ms(f) for f in Finished] == [1000, 800, 500]
+
+
+def interrupts_after(probabilities: list[float], **settings: float) -> int | None:
+    """The window after which the run is enough to cut the agent off, if any."""
+    detector = TurnDetector(TurnSettings(**settings), WINDOW)  # type: ignore[arg-type]
+    for index, p in enumerate(probabilities):
+        detector.feed(p)
+        if detector.interrupting():
+            return index
+    return None
+
+
+def test_a_window_the_vad_is_sure_of_interrupts_at_once() -> None:
+    assert interrupts_after([0.0, 0.0, 0.95, 0.6]) == 2
+    assert interrupts_after([0.0, 0.6, 0.7, 0.92]) == 3
+
+
+def test_less_certain_speech_interrupts_after_barge_in_min_ms() -> None:
+    assert interrupts_after([0.0] + [0.7] * 10) == 4  # 4 windows of 32 ms: 128 ms
+    assert interrupts_after([0.0] + [0.7] * 10, barge_in_min_ms=64) == 2
+    assert interrupts_after([0.7, 0.0, 0.0] * 5) is None  # blips never add up
+
+
+def test_a_client_can_turn_the_confident_shortcut_off() -> None:
+    probs = [0.0, 0.99, 0.99, 0.99, 0.99, 0.99]
+    assert interrupts_after(probs, barge_in_confidence=1.0) == 4
+    assert interrupts_after(probs, barge_in_confidence=1.0, barge_in_min_ms=0) == 1
+
+
+def test_a_finished_run_does_not_interrupt_the_next_reply() -> None:
+    detector = TurnDetector(TurnSettings(endpointing_ms=320), WINDOW)
+    for p in [0.95] * 5 + [0.0] * 10:
+        detector.feed(p)
+    assert not detector.speaking and not detector.interrupting()

@@ -171,6 +171,7 @@ _CONFIGURE_KEYS: Final[dict[str, Callable[[Any, str], Any]]] = {
     # voxline's own turn settings
     "endpointing_ms": _int_range(100, 5000),
     "barge_in_min_ms": _int_range(0, 2000),
+    "barge_in_confidence": _float_range(0.5, 1.0),
     "vad_threshold": _float_range(0.05, 0.95),
     "metrics": _boolean,
 }

@@ -245,6 +245,8 @@ class Session:
             self.turn_settings.set_endpointing(settings["endpointing_ms"])
         if "barge_in_min_ms" in settings:
             self.turn_settings.barge_in_min_ms = settings["barge_in_min_ms"]
+        if "barge_in_confidence" in settings:
+            self.turn_settings.barge_in_confidence = settings["barge_in_confidence"]
         if "vad_threshold" in settings:
             self.turn_settings.threshold = settings["vad_threshold"]
         if "audio_out" in settings and settings["audio_out"] != self.info.out_rate:
@@ -303,8 +305,7 @@ class Session:
                     self._on_speech_start(event.at)
                 elif isinstance(event, SpeechEnded):
                     self._on_speech_end(event.at)
-                if self._speech_during_reply and self._turns.speaking:
-                    await self._maybe_barge_in()
+                await self._maybe_barge_in()
             if self._turns.speaking and not self._speech_during_reply:
                 silence_ms = self._turns.silence_seconds * 1000
                 paused = silence_ms >= PAUSE_MS
@@ -345,12 +346,21 @@ class Session:
         self._start_reply(CallerTurn(audio=audio), utterance_start=start, caller_end=at)
 
     async def _maybe_barge_in(self) -> None:
-        if self._turns.speech_seconds * 1000 < self.turn_settings.barge_in_min_ms:
+        """Cut the reply off for caller speech that is sure enough to be speech.
+
+        An audible reply is cut off from the run's first window, before the detector has
+        called it speech; one not heard yet only once the turn detector has (for a caller
+        who went on talking, :meth:`_on_speech_start` joins the turns first).
+        """
+        reply = self._reply
+        if reply is None or not (reply.audible or self._speech_during_reply):
+            return
+        if not self._turns.interrupting():
             return
         self._speech_during_reply = False
-        if self._reply is not None and self._reply.audible:
+        if reply.audible:
             await self._barge_in("barge_in")
-        elif self._reply is not None:
+        else:
             self._cancel_reply()
 
     async def _barge_in(self, reason: str) -> None:

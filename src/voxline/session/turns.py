@@ -6,6 +6,14 @@ probability per window. Hysteresis like Silero's own iterator: speech starts abo
 ``threshold - 0.15`` — or earlier, when the session ends the turn because the caller's
 words sound finished (:meth:`TurnDetector.end_turn`, after
 :meth:`TurnSettings.end_silence_ms`).
+
+Speech under the agent's voice interrupts it (:meth:`TurnDetector.interrupting`) at the
+first window the VAD is all but sure of, or after ``barge_in_min_ms`` of speech it is less
+sure of. Measured with ``scripts/measure_turn_taking.py`` over 128 onsets of four voices:
+from the first speech sample, this rule interrupts 66 ms (P50) and 103 ms (P95) later at
+16 kHz, 75 and 119 ms at 8 kHz, where 96 ms of speech took 108 and 157 ms, 115 and 163 ms;
+and low-frequency noise, which Silero often calls speech at 0.5–0.9 but rarely at 0.9,
+fools it no more often (23 of 100 cough-like bursts, against 25).
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ class TurnSettings:
     endpointing_ms: int = 500
     statement_turn_ms: int = round(500 * STATEMENT_SHARE)
     question_turn_ms: int = round(500 * QUESTION_SHARE)
-    barge_in_min_ms: int = 96
+    barge_in_min_ms: int = 128
+    barge_in_confidence: float = 0.9  # a window this sure interrupts at once; 1 never does
 
     def set_endpointing(self, milliseconds: int) -> None:
         """A client that asks for patience gets it in proportion for finished-sounding turns."""
@@ -76,6 +85,7 @@ class TurnDetector:
         self.speaking = False
         self._now = 0.0
         self._run_start: float | None = None  # first window of the current speech run
+        self._run_peak = 0.0  # the highest probability of the current speech run
         self._last_speech_end = 0.0
 
     @property
@@ -88,27 +98,38 @@ class TurnDetector:
         """How long the caller has been quiet within the current turn (0 when not speaking)."""
         return self._now - self._last_speech_end if self.speaking else 0.0
 
+    def interrupting(self) -> bool:
+        """Whether the current speech run is enough to cut the agent off."""
+        if self._run_start is None:
+            return False
+        settings = self.settings
+        return (
+            self._run_peak >= settings.barge_in_confidence
+            or self.speech_seconds * 1000 >= settings.barge_in_min_ms - 1e-6
+        )
+
     def feed(self, probability: float) -> TurnEvent | None:
         start, self._now = self._now, self._now + self.window
         settings = self.settings
         if not self.speaking:
             if probability < settings.threshold:
                 self._run_start = None
+                self._run_peak = 0.0
                 return None
             if self._run_start is None:
                 self._run_start = start
+            self._run_peak = max(self._run_peak, probability)
             self._last_speech_end = self._now
             if self.speech_seconds * 1000 >= settings.min_speech_ms - 1e-6:
                 self.speaking = True
                 return SpeechStarted(self._run_start)
             return None
         if probability >= settings.threshold - HYSTERESIS:
+            self._run_peak = max(self._run_peak, probability)
             self._last_speech_end = self._now
             return None
         if (self._now - self._last_speech_end) * 1000 >= settings.endpointing_ms - 1e-6:
-            self.speaking = False
-            self._run_start = None
-            return SpeechEnded(self._last_speech_end)
+            return self.end_turn()
         return None
 
     def end_turn(self) -> SpeechEnded | None:
@@ -117,4 +138,5 @@ class TurnDetector:
             return None
         self.speaking = False
         self._run_start = None
+        self._run_peak = 0.0
         return SpeechEnded(self._last_speech_end)
