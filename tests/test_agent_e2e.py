@@ -16,25 +16,13 @@ from tests.support.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.fake_llm import Received as LlmRequest
 from tests.support.kb_server import PASSAGE_A, TOKEN, KbServer
 from tests.support.server import RunningServer, run_server
+from voxline.bench.load import Clip, run_caller
 from voxline.bench.speech import synthesize
+from voxline.eval.wer import word_errors
 
 KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
 GREETING = "Thanks for calling Acme Dental."
 RATE = 24000
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref = re.findall(r"[a-z0-9']+", reference.lower())
-    hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
-    distance = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, distance[0] = distance[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, distance[j] = (
-                distance[j],
-                min(distance[j] + 1, distance[j - 1] + 1, previous + (r != h)),
-            )
-    return distance[-1] / max(1, len(ref))
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +70,7 @@ async def test_greeting_question_grounded_answer_and_barge_in(
     await caller.stream(synthesize(question, RATE))
     await caller.silence_until(_replies(2))
     [heard] = _finals(caller, "user")
-    wer = word_error_rate(question, heard)
+    wer = word_errors(question, heard).rate
     print(f"caller WER {wer:.2%}: {heard!r}")
     assert wer <= 0.2
     answer = _finals(caller, "assistant")[-1]
@@ -147,7 +135,7 @@ async def test_the_llm_brain_streams_into_speech(
     await caller.stream(synthesize(question, RATE))
     await caller.silence_until(_replies(2))
     await caller.close()
-    assert word_error_rate(question, _finals(caller, "user")[0]) <= 0.2
+    assert word_errors(question, _finals(caller, "user")[0]).rate <= 0.2
     assert _finals(caller, "assistant")[-1] == "We open at eight tomorrow. See you then!"
     [request] = llm.requests
     messages = request.body["messages"]
@@ -244,7 +232,7 @@ async def test_the_llm_brain_answers_from_knowledge_and_is_cut_off_truthfully(
     question = "What time do you open tomorrow?"
     await caller.stream(synthesize(question, RATE))
     await caller.silence_until(_replies(2))
-    assert word_error_rate(question, _finals(caller, "user")[0]) <= 0.2
+    assert word_errors(question, _finals(caller, "user")[0]).rate <= 0.2
     assert "8 in the morning" in _finals(caller, "assistant")[-1]
 
     await caller.stream(synthesize("Which insurance plans do you accept?", RATE))
@@ -262,3 +250,17 @@ async def test_the_llm_brain_answers_from_knowledge_and_is_cut_off_truthfully(
     last = llm.requests[-1].messages
     assert last[-1] == {"role": "user", "content": _finals(caller, "user")[-1]}
     assert last[-2] == {"role": "assistant", "content": reply}
+
+
+async def test_the_bench_caller_reports_what_the_agent_heard(agent_server: RunningServer) -> None:
+    text = "What are your opening hours?"
+    result = await run_caller(
+        agent_server.http,
+        agent_server.create_key(),
+        [Clip.of(synthesize(text, RATE), text)],
+        rate=RATE,
+        duration=4.0,
+    )
+    assert result.error is None and result.replies >= 1
+    assert result.heard and all(question == text for question, _ in result.heard)
+    assert all(word_errors(text, heard).rate <= 0.2 for _, heard in result.heard)

@@ -105,6 +105,8 @@ class CallerResult:
     # The server's per-turn stage timings (seconds after its end of speech), by stage, from
     # the ``metrics`` events that ``{"metrics": true}`` asks for.
     stages: dict[str, list[float]] = field(default_factory=dict)
+    heard: list[tuple[str, str]] = field(default_factory=list)
+    """(question, the server's final transcript of it), for questions with text."""
 
 
 @dataclass
@@ -114,6 +116,7 @@ class _Listening:
     reply_started: float | None = None
     last_audio: float = 0.0
     flushed: float | None = None
+    transcript: str | None = None  # the final one of the caller's words
 
 
 async def run_caller(
@@ -159,6 +162,9 @@ async def run_caller(
             elif isinstance(item, ServerEvent):
                 if item.name == "flush":
                     listening.flushed = now
+                elif item.name == "transcript":
+                    if item.data.get("role") == "user" and item.data.get("final"):
+                        listening.transcript = str(item.data.get("text", ""))
                 elif item.name == "metrics":
                     for name, value in item.data.items():
                         if name.endswith("_ms") and isinstance(value, int | float):
@@ -230,7 +236,7 @@ async def run_caller(
             if not questions:
                 await send(next(quiet))
                 continue
-            listening.flushed = None
+            listening.flushed = listening.transcript = None
             question = questions[turn % len(questions)]
             onset_sent, end_sent = await speak(question)
             result.questions += 1
@@ -249,6 +255,8 @@ async def run_caller(
                 result.ttfb.append(listening.reply_started - end_sent)
                 if question.text:
                     result.ttfb_by_text.setdefault(question.text, []).append(result.ttfb[-1])
+                    if listening.transcript is not None:
+                        result.heard.append((question.text, listening.transcript))
             turn += 1
             if not interrupting:
                 for _ in range(round(THINK_S / (FRAME_MS / 1000))):

@@ -34,6 +34,7 @@ from voxline.bench.load import (
 from voxline.bench.process import serve_process
 from voxline.bench.speech import synthesize
 from voxline.cli.options import configure_fields
+from voxline.eval.wer import word_errors
 from voxline.store.database import Database
 
 QUESTIONS = (
@@ -183,6 +184,13 @@ async def _run(
             3,
         ),
     }
+    heard = [pair for r in results for pair in r.heard]
+    if heard:  # an agent that transcribes: how well it heard the callers' questions
+        errors = [word_errors(question, transcript) for question, transcript in heard]
+        report["caller_wer"] = round(
+            sum(e.errors for e in errors) / sum(e.words for e in errors), 4
+        )
+        report["transcripts"] = len(heard)
     if before and after:
         report["server_cpu_fraction"] = round((after.cpu_seconds - before.cpu_seconds) / wall, 3)
         report["server_rss_mib"] = round(after.rss_bytes / 2**20, 1)

@@ -305,7 +305,8 @@ class Session:
                     self._on_speech_start(event.at)
                 elif isinstance(event, SpeechEnded):
                     self._on_speech_end(event.at)
-                await self._maybe_barge_in()
+                if self._reply is not None:
+                    await self._maybe_barge_in()
             if self._turns.speaking and not self._speech_during_reply:
                 silence_ms = self._turns.silence_seconds * 1000
                 paused = silence_ms >= PAUSE_MS
