@@ -36,6 +36,7 @@ from voxline.engines.stt import (
     Transcript,
     TranscriptionError,
     WhisperTranscriber,
+    default_workers,
     load_transcriber,
 )
 
@@ -437,3 +438,30 @@ def test_a_decode_cancelled_before_its_decoder_runs_gives_no_words(
     cancelled.set()
     assert whisper._decode(speech(QUESTIONS[0]), None, cancelled).text == ""
     assert whisper._decode(speech(QUESTIONS[0]), None, threading.Event()).text
+
+
+async def test_the_server_decodes_as_many_turns_at_once_as_it_has_cores() -> None:
+    """Each decoder works alone on one core: two callers' turns do not queue behind each
+    other on a two-core machine."""
+    assert 1 <= default_workers() <= 8
+    transcriber = load_transcriber(None, workers=2)
+    assert isinstance(transcriber, WhisperTranscriber)
+    overlapping = threading.Barrier(2, timeout=10)
+    decode = transcriber._decode
+
+    def both_at_once(
+        audio: Float32Array, prompt: str | None, cancelled: threading.Event
+    ) -> Transcript:
+        overlapping.wait()  # raises BrokenBarrierError if the second never starts
+        return decode(audio, prompt, cancelled)
+
+    transcriber._decode = both_at_once  # type: ignore[method-assign]
+    try:
+        heard = await asyncio.gather(
+            transcriber.transcribe(speech(QUESTIONS[0])),
+            transcriber.transcribe(speech(QUESTIONS[1])),
+        )
+    finally:
+        await transcriber.aclose()
+    for question, transcript in zip(QUESTIONS[:2], heard, strict=True):
+        assert wer(question, transcript.text) <= 0.1, transcript.text

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     stt_model_8k: str | None = Field(
         None, description="stt_model for 8 kHz (telephone) sessions; unset: stt_model"
     )
+    stt_workers: int | None = Field(
+        None, ge=1, le=64, description="decodes at once; unset: the cores available, at most 8"
+    )
+    stt_threads: int = Field(1, ge=1, le=64, description="cores per decode")
     stt_url: str | None = Field(None, description="OpenAI-compatible transcription server")
     stt_key: str | None = None
     tts_voice: Path | None = Field(None, description="Piper voice (.onnx, with .onnx.json)")

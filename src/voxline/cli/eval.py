@@ -63,7 +63,7 @@ def stt(
         list[str] | None, typer.Option(help="24k, 16k, 8k, 8k-ulaw (default: all)")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N utterances")] = None,
-    threads: Annotated[int, typer.Option(help="CPU threads per engine")] = 2,
+    threads: Annotated[int, typer.Option(help="CPU threads per engine")] = 1,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="write every figure and transcript here")
     ] = None,

@@ -167,7 +167,7 @@ async def run(
     lines: Sequence[Line],
     *,
     cache: Path,
-    threads: int = 2,
+    threads: int = 1,
     progress: Callable[[Result], None] = lambda result: None,
 ) -> list[Result]:
     """Every utterance by every voice on every line, heard by every engine in turn."""
