@@ -382,3 +382,23 @@ async def test_memory_sweeps_what_nobody_touches_again(monkeypatch: pytest.Monke
         "_values": {},
         "_next_sweep": None,
     }
+
+
+async def test_a_server_at_capacity_refuses_every_key(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(max_sessions=2))
+    held = [await policy.acquire_session(make_key(key_id=f"key_0000000{i}")) for i in (1, 2)]
+    assert all(isinstance(lease, SessionLease) for lease in held)
+    refused = await policy.acquire_session(make_key(key_id="key_00000003"))
+    assert refused == Rejection(
+        "concurrency_limit_exceeded",
+        "this server is at capacity (2 sessions); try again shortly",
+        None,
+    )
+    # Another process sharing the backend has its own capacity.
+    other = LimitPolicy(backend, settings(max_sessions=2))
+    assert isinstance(await other.acquire_session(make_key(key_id="key_00000003")), SessionLease)
+    # The refusal held nothing of the key's own allowance, and a freed seat is taken again.
+    lease = held[0]
+    assert isinstance(lease, SessionLease)
+    await lease.release()
+    assert isinstance(await policy.acquire_session(make_key(key_id="key_00000003")), SessionLease)

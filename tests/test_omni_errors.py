@@ -116,6 +116,20 @@ async def test_concurrency_limit_is_4429_and_frees_on_close(echo_server: Running
     await again.close()
 
 
+async def test_a_server_at_capacity_refuses_with_4429(tmp_path: Path) -> None:
+    with run_server(tmp_path, env={**OPEN_LIMITS, "VOXLINE_LIMITS_MAX_SESSIONS": "1"}) as server:
+        first = await Caller.open(server.ws, subprotocols=[f"pyai-key.{server.create_key()}"])
+        await first.wait_for("hello")
+        code, _, event = await refused(server.ws, [f"pyai-key.{server.create_key()}"])
+        assert (code, event["code"]) == (4429, "concurrency_limit_exceeded")
+        assert "capacity" in event["message"]
+        await first.close()
+        await asyncio.sleep(0.2)
+        again = await Caller.open(server.ws, subprotocols=[f"pyai-key.{server.create_key()}"])
+        await again.wait_for("hello")
+        await again.close()
+
+
 async def test_oversized_messages_close_1009(echo_server: RunningServer) -> None:
     key = echo_server.create_key()
     for message in (

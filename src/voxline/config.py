@@ -25,6 +25,9 @@ class LimitSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXLINE_LIMITS_", extra="forbid")
 
     default_concurrency: int = Field(20, ge=1, description="concurrent sessions per key")
+    max_sessions: int | None = Field(
+        None, ge=1, description="sessions this server process holds at once, whatever the key"
+    )
     test_daily_audio_seconds: float = Field(
         3600.0, gt=0, description="daily caller+agent audio cap for test keys"
     )

@@ -103,11 +103,15 @@ class LimitPolicy:
         *,
         lease_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        server_id: str | None = None,
     ) -> None:
+        """``server_id`` names this process's own ``max_sessions`` slots in a shared
+        backend: capacity is a process's, not the cluster's."""
         self._backend = backend
         self._settings = settings
         self._lease_ttl_s = lease_ttl_s
         self._clock = clock
+        self._server_id = server_id or uuid.uuid4().hex
 
     async def check_auth_block(self, address: str) -> float | None:
         """Seconds to wait if ``address`` failed authentication too often, else None.
@@ -182,6 +186,15 @@ class LimitPolicy:
         slots.append(
             (f"sessions:key:{key.id}", limit, f"this key already has {limit} concurrent sessions")
         )
+        capacity = self._settings.max_sessions
+        if capacity is not None:
+            slots.append(
+                (
+                    f"sessions:server:{self._server_id}",
+                    capacity,
+                    f"this server is at capacity ({capacity} sessions); try again shortly",
+                )
+            )
         lease_id = uuid.uuid4().hex
         taken: list[str] = []
         for bucket, bucket_limit, message in slots:
