@@ -207,14 +207,17 @@ async def test_speech_over_a_reply_stops_it_within_a_few_windows(
     speech = synthesize("Sorry, could you repeat the opening hours?", RATE)
     onset = int(np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max())[0])
     sent_after_onset = 0
+    vad = session._vad_stream
     for offset in range(0, len(speech), frame):
         session.receive_audio(speech[offset : offset + frame].tobytes())
         if offset + frame > onset:
             sent_after_onset += 1
-        for _ in range(10):  # let the VAD catch up with this frame before the next
-            await asyncio.sleep(0.005)
-            if "flush" in line.names():
+        # Before the next frame, let the VAD decide on every whole window sent so far.
+        sent = (25 * frame + offset + frame) / RATE
+        for _ in range(400):
+            if "flush" in line.names() or vad.processed_seconds > sent - vad.window_seconds:
                 break
+            await asyncio.sleep(0.005)
         if "flush" in line.names():
             break
     [flush] = after(line, "flush")
