@@ -103,15 +103,14 @@ class LimitPolicy:
         *,
         lease_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.time,
-        server_id: str | None = None,
     ) -> None:
-        """``server_id`` names this process's own ``max_sessions`` slots in a shared
-        backend: capacity is a process's, not the cluster's."""
         self._backend = backend
         self._settings = settings
         self._lease_ttl_s = lease_ttl_s
         self._clock = clock
-        self._server_id = server_id or uuid.uuid4().hex
+        # Names this policy's own ``max_sessions`` seats in a shared backend: capacity is a
+        # process's, not the cluster's.
+        self._server_id = uuid.uuid4().hex
 
     async def check_auth_block(self, address: str) -> float | None:
         """Seconds to wait if ``address`` failed authentication too often, else None.

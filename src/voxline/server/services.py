@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -59,15 +59,16 @@ def build_agent(settings: Settings) -> Agent:
         if settings.llm_url
         else KnowledgeResponder(knowledge)
     )
-    stt_options: dict[str, Any] = {
-        "remote_url": settings.stt_url,
-        "remote_key": settings.stt_key,
-        "workers": settings.stt_workers,
-        "threads": settings.stt_threads,
-    }
+    transcriber = functools.partial(
+        load_transcriber,
+        remote_url=settings.stt_url,
+        remote_key=settings.stt_key,
+        workers=settings.stt_workers,
+        threads=settings.stt_threads,
+    )
     return DefaultAgent(
         Engines(
-            stt=load_transcriber(settings.stt_model, **stt_options),
+            stt=transcriber(settings.stt_model),
             tts=CachingSynthesizer(
                 load_synthesizer(
                     str(settings.tts_voice) if settings.tts_voice else None,
@@ -81,9 +82,7 @@ def build_agent(settings: Settings) -> Agent:
             http=http,
             file_hits_as_context=settings.llm_url is not None,
             likely_lines=brain.likely_lines() if isinstance(brain, KnowledgeResponder) else (),
-            stt_8k=load_transcriber(settings.stt_model_8k, **stt_options)
-            if settings.stt_model_8k
-            else None,
+            stt_8k=transcriber(settings.stt_model_8k) if settings.stt_model_8k else None,
         )
     )
 
