@@ -115,6 +115,9 @@ def serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        # websockets' Sans-I/O core under uvicorn's own protocol: receiving a 20 ms frame
+        # costs 20 us against 32 us with the legacy protocol (which uvicorn deprecates).
+        ws="websockets-sansio",
         ws_max_size=WS_MAX_BYTES,
         # Audio hardly compresses; deflating each 20 ms frame made receiving it cost 1.5x.
         ws_per_message_deflate=False,
