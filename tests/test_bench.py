@@ -67,3 +67,15 @@ def test_the_command_reports_in_a_table_and_as_json(tmp_path: Path) -> None:
     assert report["ttfb_questions_ms"]["50"] is not None  # every question the echo hears
     assert "server_first_audio_ms" in report and "server_first_audio_ms" in result.output
     assert report["ttfb_ms"]["50"] is not None and report["server_cpu_fraction"] > 0
+
+
+def test_the_command_benches_several_server_processes(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(bench)
+    out = tmp_path / "report.json"
+    args = ["--workers", "2", "--sessions", "4", "--duration", "4", "--ramp", "0"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["server_workers"] == 2 and report["errors"] == []
+    assert report["replies"] == report["questions"] >= 4

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -87,6 +87,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(
+        1, ge=1, le=64, description="server processes sharing the port; above 1 needs redis_url"
+    )
     data_dir: Path = Field(default_factory=default_data_dir)
     agent: Literal["echo", "default"] = "default"
     # The default agent's engines: embedded models unless pointed elsewhere.
@@ -97,7 +100,10 @@ class Settings(BaseSettings):
         None, description="stt_model for 8 kHz (telephone) sessions; unset: stt_model"
     )
     stt_workers: int | None = Field(
-        None, ge=1, le=64, description="decodes at once; unset: the cores available, at most 8"
+        None,
+        ge=1,
+        le=64,
+        description="decodes at once per process; unset: its share of the cores, at most 8",
     )
     stt_threads: int = Field(1, ge=1, le=64, description="cores per decode")
     stt_url: str | None = Field(None, description="OpenAI-compatible transcription server")
@@ -141,6 +147,14 @@ class Settings(BaseSettings):
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _workers_share_state(self) -> Settings:
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError(
+                "workers above 1 need redis_url: the processes must share limits and browser tokens"
+            )
+        return self
 
     @property
     def database_path(self) -> Path:

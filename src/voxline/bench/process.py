@@ -1,8 +1,10 @@
-"""A ``voxline serve`` child process on a loopback port, for the benchmark and the tests."""
+"""Child processes on loopback ports for the benchmark and the tests: ``voxline serve`` and the
+``redis-server`` that several server processes share."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import redis
 
 
 class ServerFailed(RuntimeError):
@@ -66,12 +69,7 @@ def serve_process(
             time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, timeout=15)
 
 
 def _ready(url: str) -> bool:
@@ -79,3 +77,64 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+@contextmanager
+def redis_server(directory: Path, *, attempts: int = 3) -> Iterator[str]:
+    """A private, non-persisting ``redis-server`` on a free loopback port; its URL."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise ServerFailed("redis-server is not installed")
+    for attempt in range(attempts):
+        try:
+            process, url = _start_redis(executable, directory)
+            break
+        except ServerFailed:  # the port was taken between choosing and binding it
+            if attempt == attempts - 1:
+                raise
+    try:
+        yield url
+    finally:
+        _stop(process)
+
+
+def _start_redis(
+    executable: str, directory: Path, timeout: float = 10.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            executable,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(directory),
+            "--save", "",
+            "--appendonly", "no",
+            "--logfile", str(directory / f"redis-{port}.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+                return process, url
+            except redis.ConnectionError:
+                time.sleep(0.02)
+    finally:
+        client.close()
+    _stop(process)
+    raise ServerFailed(f"redis-server did not start on port {port}")
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -31,7 +31,7 @@ from voxline.bench.load import (
     percentile,
     run_caller,
 )
-from voxline.bench.process import serve_process
+from voxline.bench.process import redis_server, serve_process
 from voxline.bench.speech import synthesize
 from voxline.cli.options import configure_fields
 from voxline.eval.wer import word_errors
@@ -76,10 +76,12 @@ def sample_process(pid: int) -> ProcessSample:
 
 @contextmanager
 def _own_server(
-    agent: str, sessions: int, knowledge: Path | None
+    agent: str, sessions: int, knowledge: Path | None, workers: int
 ) -> Iterator[tuple[str, str, int]]:
-    """A fresh ``voxline serve`` on loopback with limits sized for the run."""
-    with tempfile.TemporaryDirectory(prefix="voxline-bench-") as data_dir:
+    """A fresh ``voxline serve`` on loopback with limits sized for the run; with several
+    workers, a private ``redis-server`` for them to share."""
+    with contextlib.ExitStack() as stack:
+        data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="voxline-bench-"))
         db = Database(Path(data_dir) / "voxline.db")
         _, key = KeyStore(db).create(
             env="live", scopes=["omni:session"], label="bench", concurrency=sessions + 10
@@ -93,6 +95,9 @@ def _own_server(
         args = ["--log-level", "warning"]
         if knowledge is not None:
             args += ["--knowledge", str(knowledge)]
+        if workers > 1:
+            redis_url = stack.enter_context(redis_server(Path(data_dir)))
+            args += ["--workers", str(workers), "--redis-url", redis_url]
         with serve_process(Path(data_dir), agent=agent, args=args, env=env) as server:
             yield server.url, key, server.process.pid
 
@@ -246,6 +251,10 @@ def bench(
     ramp: Annotated[float, typer.Option(min=0, help="seconds over which callers join")] = 5.0,
     duration: Annotated[float, typer.Option(min=1, help="seconds each caller talks")] = 20.0,
     agent: Annotated[str, typer.Option(help="agent of the server started here")] = "echo",
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="processes of the server started here (with a private Redis)"),
+    ] = 1,
     server_pid: Annotated[int | None, typer.Option(help="pid of --url's server, for CPU")] = None,
     knowledge: Annotated[
         Path | None, typer.Option(help="knowledge file for the default agent started here")
@@ -265,8 +274,11 @@ def bench(
     console = Console(stderr=True)
     settings = configure_fields(configure)
     if url is None:
-        with _own_server(agent, sessions, knowledge) as (own_url, own_key, pid):
-            console.print(f"started voxline serve --agent {agent} (pid {pid}) at {own_url}")
+        with _own_server(agent, sessions, knowledge, workers) as (own_url, own_key, pid):
+            processes = f" --workers {workers}" if workers > 1 else ""
+            console.print(
+                f"started voxline serve --agent {agent}{processes} (pid {pid}) at {own_url}"
+            )
             report = uvloop.run(
                 _run(
                     own_url,
@@ -280,9 +292,12 @@ def bench(
                     console=console,
                 )
             )
+        report["server_workers"] = workers
     else:
         if key is None:
             raise typer.BadParameter("--key is needed with --url")
+        if workers > 1:
+            raise typer.BadParameter("--workers is for the server the bench starts, not --url")
         report = uvloop.run(
             _run(
                 url,

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import stat
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
 from voxline.auth.keys import KeyStore
 from voxline.config import Settings
-from voxline.server.app import create_app
+from voxline.server.workers import run_server
 from voxline.store.database import Database
-
-WS_MAX_BYTES = 1024 * 1024  # above the protocol's own limits, which close with 1009 themselves
 
 
 def quickstart_key(settings: Settings) -> str:
@@ -48,6 +44,9 @@ def quickstart_key(settings: Settings) -> str:
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="server processes sharing the port (needs --redis-url)")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
     agent: Annotated[str | None, typer.Option(help="echo or default")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="keys and call records live here")] = None,
@@ -82,6 +81,7 @@ def serve(
         for name, value in {
             "host": host,
             "port": port,
+            "workers": workers,
             "agent": agent,
             "data_dir": data_dir,
             "redis_url": redis_url,
@@ -96,10 +96,17 @@ def serve(
         }.items()
         if value is not None
     }
-    settings = Settings(**overrides)
     console = Console(stderr=True)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            console.print(f"[red]settings:[/] {where + ': ' if where else ''}{error['msg']}")
+        raise typer.Exit(2) from None
     base = f"http://{settings.host}:{settings.port}"
-    console.print(f"[bold]voxline[/] ({settings.agent} agent) on {base}")
+    processes = f", {settings.workers} processes" if settings.workers > 1 else ""
+    console.print(f"[bold]voxline[/] ({settings.agent} agent{processes}) on {base}")
     console.print(f"  realtime socket: ws://{settings.host}:{settings.port}/v1/omni")
     if print_key:
         key = quickstart_key(settings)
@@ -108,19 +115,4 @@ def serve(
             settings = settings.model_copy(update={"web_key": key})
     if settings.web_key:
         console.print(f"  browser page: [bold]{base}/[/]")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        # websockets' Sans-I/O core under uvicorn's own protocol: receiving a 20 ms frame
-        # costs 20 us against 32 us with the legacy protocol (which uvicorn deprecates).
-        ws="websockets-sansio",
-        ws_max_size=WS_MAX_BYTES,
-        # Audio hardly compresses; deflating each 20 ms frame made receiving it cost 1.5x.
-        ws_per_message_deflate=False,
-        log_level=log_level,
-        loop="uvloop" if os.name != "nt" else "asyncio",
-    )
+    run_server(settings, log_level=log_level)

@@ -16,6 +16,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -101,7 +103,16 @@ def _load_in_child(path: str | None) -> None:
     global _child_model
     # Ctrl-C reaches the whole process group; the parent decides when the child stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _child_model = SileroModel(path)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A server process that is killed outright (SIGKILL, the OOM killer) cannot stop its
+    child, which would live on idle, holding its model: the child leaves once orphaned."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _run_in_child(jobs: Sequence[Job]) -> tuple[list[Result], int]:

@@ -1,17 +1,41 @@
-"""Prometheus metrics of one server process (a registry per app, so tests stay isolated)."""
+"""Prometheus metrics of one server process (a registry per app, so tests stay isolated).
+
+Under several worker processes (``voxline.server.workers``), prometheus_client keeps each
+process's values in files in ``PROMETHEUS_MULTIPROC_DIR``, and :meth:`Metrics.exposition`
+adds them all up, so that any worker reports the whole server.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+import re
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
+MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_GAUGE_FILE: Final = re.compile(r"gauge_live\w*?_(\d+)\.db")
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.active_sessions = Gauge("voxline_active_sessions", "Sessions open now", registry=r)
+        self.active_sessions = Gauge(
+            "voxline_active_sessions",
+            "Sessions open now",
+            registry=r,
+            multiprocess_mode="livesum",  # the workers alive now, added up
+        )
         self.sessions = Counter(
             "voxline_sessions", "Sessions ended, by close code", ["close_code"], registry=r
         )
@@ -34,9 +58,44 @@ class Metrics:
             registry=r,
         )
 
+    def exposition(self) -> bytes:
+        """The text exposition format: this process's metrics, or every worker's."""
+        directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def start(self) -> None:
+        """Under several workers: forget the live gauges of workers that died (a replaced
+        worker's open sessions must not be counted forever)."""
+        directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        if directory is None:
+            return
+        for path in Path(directory).iterdir():
+            match = _LIVE_GAUGE_FILE.fullmatch(path.name)
+            if match is not None and not _alive(int(match.group(1))):
+                multiprocess.mark_process_dead(int(match.group(1)), directory)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        if directory is not None:
+            multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
     # SessionObserver
     def barge_in(self) -> None:
         self.barge_ins.inc()
 
     def turn_latency(self, stage: str, seconds: float) -> None:
         self.turn_latency_seconds.labels(stage).observe(seconds)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

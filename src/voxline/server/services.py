@@ -47,7 +47,7 @@ def build_agent(settings: Settings) -> Agent:
     from voxline.engines.llm import ChatCompletionsBrain
     from voxline.engines.responder import KnowledgeResponder
     from voxline.engines.speech_cache import CachingSynthesizer
-    from voxline.engines.stt import load_transcriber
+    from voxline.engines.stt import default_workers, load_transcriber
     from voxline.engines.tts import load_synthesizer
 
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
@@ -63,7 +63,7 @@ def build_agent(settings: Settings) -> Agent:
         load_transcriber,
         remote_url=settings.stt_url,
         remote_key=settings.stt_key,
-        workers=settings.stt_workers,
+        workers=settings.stt_workers or default_workers(settings.workers),
         threads=settings.stt_threads,
     )
     return DefaultAgent(
@@ -109,6 +109,7 @@ class Services:
         )
 
     async def start(self) -> None:
+        self.metrics.start()
         await self.vad.start()
         await self.agent.start()
         if self.event_socket is not None:
@@ -121,6 +122,7 @@ class Services:
         await self.vad.aclose()
         await self.backend.close()
         self.db.close()
+        self.metrics.close()
 
     async def readiness(self) -> dict[str, bool]:
         """Whether each shared dependency answers: the database, the state backend."""
