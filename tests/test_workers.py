@@ -22,6 +22,8 @@ from tests.support.server import RunningServer, run_server
 from tests.test_browser_tokens import ORIGIN, mint_token, open_with_token
 from tests.test_http_api import scrape, value
 from voxline.config import Settings
+from voxline.store.calls import CallRecords
+from voxline.store.database import Database
 
 WORKERS = 2
 
@@ -183,3 +185,27 @@ async def test_a_worker_that_dies_is_replaced_and_its_sessions_no_longer_count(
     newcomer = await Caller.open(workers_server.ws, subprotocols=[f"pyai-key.{key}"])
     await newcomer.wait_for("hello")
     await newcomer.close()
+
+
+def test_stopping_the_server_finishes_every_workers_records(tmp_path: Path, redis_url: str) -> None:
+    async def run(server: RunningServer) -> set[str]:
+        key = server.create_key()
+        held = await callers_on_every_worker(server, key)
+        callers = [c for group in held.values() for c in group]
+        streams = [asyncio.create_task(c.silence(5)) for c in callers]
+        await asyncio.sleep(0.5)
+        server.process.terminate()
+        for caller in callers:
+            assert (await caller.closed(timeout=10)).close_code in (1001, 1012)
+        for stream in streams:
+            stream.cancel()
+        return {c.got.first("hello")["call_id"] for c in callers}
+
+    args = ("--workers", str(WORKERS), "--redis-url", redis_url)
+    with run_server(tmp_path / "data", env=OPEN_LIMITS, args=args) as server:
+        call_ids = asyncio.run(run(server))
+        server.process.wait(timeout=15)
+    with Database(server.data_dir / "voxline.db") as db:
+        records = [CallRecords(db).get(call_id) for call_id in call_ids]
+    assert all(r is not None and r.ended_at is not None for r in records)
+    assert all(r is not None and r.close_code in (1001, 1012) for r in records)
