@@ -28,8 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from voxline.agents.default import DefaultAgent
 from voxline.audio.pcm import Float32Array, to_int16
 from voxline.bench.speech import synthesize
+from voxline.config import Settings
 from voxline.engines.models import ModelIntegrityError
 from voxline.engines.stt import (
     TINY_EN_SHA256,
@@ -41,6 +43,7 @@ from voxline.engines.stt import (
     load_transcriber,
 )
 from voxline.eval.wer import word_errors
+from voxline.server.services import build_agent
 
 QUESTIONS = [
     "Hello, could you tell me your opening hours?",
@@ -462,3 +465,26 @@ async def test_two_decoders_transcribe_two_turns_at_once() -> None:
         await transcriber.aclose()
     for question, transcript in zip(QUESTIONS[:2], heard, strict=True):
         assert wer(question, transcript.text) <= 0.1, transcript.text
+
+
+async def test_greedy_decoding_transcribes_questions() -> None:
+    transcriber = load_transcriber(None, beam_size=1)
+    try:
+        for question in QUESTIONS:
+            transcript = await transcriber.transcribe(speech(question))
+            assert wer(question, transcript.text) <= 0.1, transcript.text
+    finally:
+        await transcriber.aclose()
+
+
+async def test_the_server_decodes_with_the_configured_beam(tmp_path: Path) -> None:
+    agent = build_agent(
+        Settings(agent="default", data_dir=tmp_path, stt_beam=3, stt_model_8k="tiny.en")
+    )
+    assert isinstance(agent, DefaultAgent)
+    try:
+        for transcriber in (agent.engines.stt, agent.engines.stt_8k):
+            assert isinstance(transcriber, WhisperTranscriber)
+            assert transcriber._beam_size == 3
+    finally:
+        await agent.aclose()

@@ -12,12 +12,14 @@ with the same words. Windows cut to the audio itself (plus 1.5-3 s) are faster s
 make tiny.en repeat its sentence, since it only ever saw long windows; 10 s never did in our
 measurements. Longer audio takes faster-whisper's own 30 s path.
 
-Decoding is greedy, chosen on the evaluation set (``voxline eval stt``, espeak-ng and Piper
-voices, 192 clips a line, figures in docs/performance.md): beam search of 5 misheard fewer
-words (28 % against 35 % at 16 kHz, 49 % against 53 % at 8 kHz µ-law) but took 0.07 s more
-at the median and up to 1.2 s, past the 1 s a turn may wait; an 8 s window was 0.08 s
-faster and as accurate within the noise (36 % and 51 %), but left less margin against the
-repeats of short windows. Padding the window with the features of silence instead of zeros
+Decoding is a beam search of 5, chosen on the evaluation set (``voxline eval stt``,
+espeak-ng and Piper voices, 384 clips a line, figures in docs/performance.md): it misheard
+fewer words than greedy decoding (28 % against 32 % at 16 kHz, 47 % against 53 % at 8 kHz
+µ-law) for 0.01-0.03 s more a decode on an idle machine (longest 0.26 s), which the
+conversation's first-audio time does not show, as the decode overlaps the caller's pause;
+``VOXLINE_STT_BEAM=1`` is greedy, for more conversations per core. An 8 s window was as
+accurate within the noise and 0.01 s faster, with less margin against the repeats of short
+windows. Padding the window with the features of silence instead of zeros
 changed nothing (31 % against 32 % and 69 % against 66 %, 96 clips a line). A prompt makes
 tiny.en repeat a short utterance now and then; :func:`drop_repeats` cuts the repeats off.
 """
@@ -53,6 +55,8 @@ from voxline.engines.models import verify_sha256
 from voxline.engines.priority_pool import PriorityPool
 
 SAMPLE_RATE: Final = 16_000
+DEFAULT_BEAM: Final = 5
+PACKAGED_MODEL: Final = "tiny.en"
 MIN_SECONDS: Final = 0.2
 """Shorter audio is not decoded: any whole utterance is longer (Piper says "No." in 0.46 s)."""
 SILENCE_DBFS: Final = -60.0
@@ -113,10 +117,10 @@ def packaged_model() -> Path:
 
 
 def resolve_model(model: str | Path | None) -> Path:
-    """A CTranslate2 Whisper model directory: the packaged tiny.en when ``model`` is None,
-    ``model`` itself when it is a directory, else a name (``base.en``, ``owner/repo``) found
-    in the local Hugging Face cache. Never downloads."""
-    if model is None:
+    """A CTranslate2 Whisper model directory: the packaged tiny.en when ``model`` is None or
+    ``tiny.en``, ``model`` itself when it is a directory, else a name (``base.en``,
+    ``owner/repo``) found in the local Hugging Face cache. Never downloads."""
+    if model is None or model == PACKAGED_MODEL:
         return packaged_model()
     path = Path(model).expanduser()
     if not path.is_dir():
@@ -199,7 +203,7 @@ class WhisperTranscriber:
         *,
         threads: int = 1,
         workers: int = 1,
-        beam_size: int = 1,
+        beam_size: int = DEFAULT_BEAM,
         window_seconds: float = SHORT_WINDOW_SECONDS,
     ) -> None:
         """Load ``model`` (see :func:`model_source`); blocks for about half a second (tiny.en).
@@ -439,14 +443,18 @@ def load_transcriber(
     remote_key: str | None = None,
     workers: int | None = None,
     threads: int = 1,
+    beam_size: int = DEFAULT_BEAM,
 ) -> Transcriber:
     """The process's transcriber: Whisper with ``spec`` (see :func:`resolve_model`) in
-    ``workers`` decoders (default: :func:`default_workers`) of ``threads`` cores each, or the
-    endpoint at ``remote_url``, where ``spec`` names the remote model (``whisper-1`` when
-    None). Call once per process and share the result."""
+    ``workers`` decoders (default: :func:`default_workers`) of ``threads`` cores each, with
+    beams of ``beam_size``; or the endpoint at ``remote_url``, where ``spec`` names the remote
+    model (``whisper-1`` when None). Call once per process and share the result."""
     if remote_url is None:
         return WhisperTranscriber(
-            spec, threads=threads, workers=default_workers() if workers is None else workers
+            spec,
+            threads=threads,
+            workers=default_workers() if workers is None else workers,
+            beam_size=beam_size,
         )
     if spec is None:
         return RemoteTranscriber(remote_url, api_key=remote_key)

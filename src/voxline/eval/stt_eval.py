@@ -23,6 +23,8 @@ from voxline.audio.pcm import Float32Array
 from voxline.bench.load import percentile
 from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.stt import (
+    DEFAULT_BEAM,
+    PACKAGED_MODEL,
     SAMPLE_RATE,
     SHORT_WINDOW_SECONDS,
     Transcriber,
@@ -70,12 +72,12 @@ def load_set() -> EvalSet:
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
     """An engine to evaluate, written ``MODEL[:key=value,...]``: ``tiny.en``,
-    ``base:beam=5``, ``tiny.en:window=30,bias=off``; the model ``faster-whisper`` is tiny.en
+    ``base:beam=1``, ``tiny.en:window=30,bias=off``; the model ``faster-whisper`` is tiny.en
     with faster-whisper's own defaults (beam 5, temperature fallback, 30 s window)."""
 
     label: str
     model: str | None = None
-    beam: int = 1
+    beam: int = DEFAULT_BEAM
     window: float = SHORT_WINDOW_SECONDS
     bias: bool = True
     library_defaults: bool = False
@@ -96,7 +98,7 @@ class EngineSpec:
                 raise ValueError(f"{spec!r}: unknown option {option!r} (beam=, window=, bias=)")
         if model == "faster-whisper":
             return cls(spec, None, library_defaults=True, **values)
-        return cls(spec, None if model == "tiny.en" else model, **values)
+        return cls(spec, None if model == PACKAGED_MODEL else model, **values)
 
     def load(self, threads: int) -> Transcriber:
         if self.library_defaults:

@@ -65,6 +65,7 @@ def build_agent(settings: Settings) -> Agent:
         remote_key=settings.stt_key,
         workers=settings.stt_workers or default_workers(settings.workers),
         threads=settings.stt_threads,
+        beam_size=settings.stt_beam,
     )
     return DefaultAgent(
         Engines(
