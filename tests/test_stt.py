@@ -34,6 +34,7 @@ from voxline.bench.speech import synthesize
 from voxline.config import Settings
 from voxline.engines.models import ModelIntegrityError
 from voxline.engines.stt import (
+    DEFAULT_BEAM,
     TINY_EN_SHA256,
     RemoteTranscriber,
     Transcript,
@@ -467,8 +468,8 @@ async def test_two_decoders_transcribe_two_turns_at_once() -> None:
         assert wer(question, transcript.text) <= 0.1, transcript.text
 
 
-async def test_greedy_decoding_transcribes_questions() -> None:
-    transcriber = load_transcriber(None, beam_size=1)
+async def test_beam_search_transcribes_questions() -> None:
+    transcriber = load_transcriber(None, beam_size=5)
     try:
         for question in QUESTIONS:
             transcript = await transcriber.transcribe(speech(question))
@@ -478,6 +479,7 @@ async def test_greedy_decoding_transcribes_questions() -> None:
 
 
 async def test_the_server_decodes_with_the_configured_beam(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).stt_beam == DEFAULT_BEAM
     agent = build_agent(
         Settings(agent="default", data_dir=tmp_path, stt_beam=3, stt_model_8k="tiny.en")
     )

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         description="decodes at once per process; unset: its share of the cores, at most 8",
     )
     stt_threads: int = Field(1, ge=1, le=64, description="cores per decode")
-    stt_beam: int = Field(5, ge=1, le=10, description="beam width of a decode; 1 is greedy")
+    stt_beam: int = Field(1, ge=1, le=10, description="beam width of a decode; 1 is greedy")
     stt_url: str | None = Field(None, description="OpenAI-compatible transcription server")
     stt_key: str | None = None
     tts_voice: Path | None = Field(None, description="Piper voice (.onnx, with .onnx.json)")

@@ -12,14 +12,13 @@ with the same words. Windows cut to the audio itself (plus 1.5-3 s) are faster s
 make tiny.en repeat its sentence, since it only ever saw long windows; 10 s never did in our
 measurements. Longer audio takes faster-whisper's own 30 s path.
 
-Decoding is a beam search of 5, chosen on the evaluation set (``voxline eval stt``,
-espeak-ng and Piper voices, 384 clips a line, figures in docs/performance.md): it misheard
-fewer words than greedy decoding (28 % against 32 % at 16 kHz, 47 % against 53 % at 8 kHz
-µ-law) for 0.01-0.03 s more a decode on an idle machine (longest 0.26 s), which the
-conversation's first-audio time does not show, as the decode overlaps the caller's pause;
-``VOXLINE_STT_BEAM=1`` is greedy, for more conversations per core. An 8 s window was as
-accurate within the noise and 0.01 s faster, with less margin against the repeats of short
-windows. Padding the window with the features of silence instead of zeros
+Decoding is greedy. On the evaluation set (``voxline eval stt``, espeak-ng and Piper voices,
+384 clips a line, figures in docs/performance.md) a beam search of 5 misheard fewer words
+(28 % against 32 % at 16 kHz, 47 % against 53 % at 8 kHz µ-law) for 0.01-0.03 s more a
+decode (longest 0.26 s), but it hears a "Sorry," before a pause as the finished-sounding
+"Sorry?", which ends the caller's turn there; ``VOXLINE_STT_BEAM=5`` chooses it. An 8 s
+window was as accurate within the noise and 0.01 s faster, with less margin against the
+repeats of short windows. Padding the window with the features of silence instead of zeros
 changed nothing (31 % against 32 % and 69 % against 66 %, 96 clips a line). A prompt makes
 tiny.en repeat a short utterance now and then; :func:`drop_repeats` cuts the repeats off.
 """
@@ -55,7 +54,7 @@ from voxline.engines.models import verify_sha256
 from voxline.engines.priority_pool import PriorityPool
 
 SAMPLE_RATE: Final = 16_000
-DEFAULT_BEAM: Final = 5
+DEFAULT_BEAM: Final = 1
 PACKAGED_MODEL: Final = "tiny.en"
 MIN_SECONDS: Final = 0.2
 """Shorter audio is not decoded: any whole utterance is longer (Piper says "No." in 0.46 s)."""

@@ -72,7 +72,7 @@ def load_set() -> EvalSet:
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
     """An engine to evaluate, written ``MODEL[:key=value,...]``: ``tiny.en``,
-    ``base:beam=1``, ``tiny.en:window=30,bias=off``; the model ``faster-whisper`` is tiny.en
+    ``base:beam=5``, ``tiny.en:window=30,bias=off``; the model ``faster-whisper`` is tiny.en
     with faster-whisper's own defaults (beam 5, temperature fallback, 30 s window)."""
 
     label: str
