@@ -32,7 +32,7 @@ from voxline.engines.stt import WhisperTranscriber
 from voxline.engines.turn_end import asks, sounds_complete
 from voxline.engines.vad import VadStream, shared_model
 from voxline.eval.voices import VOICES, cache_dir, render
-from voxline.session.session import PAUSE_MS
+from voxline.session.floor import PAUSE_MS
 from voxline.session.turns import TurnDetector, TurnSettings
 
 RATE = 16_000

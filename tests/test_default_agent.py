@@ -18,7 +18,7 @@ from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.responder import KnowledgeResponder
 from voxline.engines.speech_cache import CachingSynthesizer
 from voxline.engines.stt import Transcript
-from voxline.protocol.client_frames import Tool, ToolResult
+from voxline.protocol.client_frames import SessionConfig, Tool, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.agent import CallerTurn, SessionInfo, Speech
 from voxline.session.turns import Finished
@@ -90,9 +90,6 @@ class Host:
         self.waiters[call_id] = future
         return future
 
-    def end_after_reply(self, reason: str) -> None:
-        pass
-
     def names(self) -> list[str]:
         return [str(event["event"]) for event in self.events]
 
@@ -108,7 +105,7 @@ def conversation(
     engines = Engines(
         stt=stt, tts=SilentTts(), brain=brain, knowledge=None, http=httpx.AsyncClient()
     )
-    info = SessionInfo("call_1", None, RATE, RATE, config={"tools": tools or []})
+    info = SessionInfo("call_1", None, RATE, RATE, SessionConfig(tools=tuple(tools or ())))
     convo = DefaultConversation(info, host, engines)
     convo.configure(info)
     return convo, stt, brain, host
@@ -120,7 +117,7 @@ async def settle() -> None:
 
 
 async def collect(convo: DefaultConversation, turn: CallerTurn) -> list[Speech]:
-    return [speech async for speech in convo.respond(turn)]
+    return [part async for part in convo.respond(turn) if isinstance(part, Speech)]
 
 
 async def test_the_pause_drafts_the_reply_and_the_turn_commits_it_without_a_second_decode() -> None:
@@ -139,7 +136,7 @@ async def test_the_pause_drafts_the_reply_and_the_turn_commits_it_without_a_seco
         "text": "When do you open?",
         "final": True,
     }
-    assert {"transcribed", "first_token"} <= turn.marks.keys()
+    assert turn.timings.transcribed is not None and turn.timings.first_token is not None
 
 
 async def test_speech_after_the_pause_drops_the_draft_unheard_and_without_effects() -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.fake_llm import FakeLLM, Received, Reply, ToolCall
-from voxline.engines.brain import Action, BrainOutput, BrainRequest, Message, TextDelta
+from voxline.engines.brain import BrainOutput, BrainRequest, Message, TextDelta
 from voxline.engines.llm import (
     APOLOGY,
     DEFAULT_PERSONA,
@@ -22,6 +22,7 @@ from voxline.engines.llm import (
     ChatCompletionsBrain,
     SseDecoder,
 )
+from voxline.protocol.call_control import CallControl, HangUp, SendDigits, Transfer
 from voxline.protocol.client_frames import MAX_TOOL_OUTPUT_BYTES, Tool
 
 KEY = "sk-test-0123456789"
@@ -295,22 +296,19 @@ async def test_unknown_tool_and_long_output(llm: FakeLLM, brain: ChatCompletions
                 "transfer_to_human",
                 {"destination": "billing", "reason": "refund", "summary": "Wants a refund."},
             ),
-            Action(
-                "transfer_to_human",
-                {"destination": "billing", "reason": "refund", "summary": "Wants a refund."},
-            ),
+            Transfer(destination="billing", reason="refund", summary="Wants a refund."),
         ),
-        (ToolCall("transfer_to_human", {}), Action("transfer_to_human", {})),
+        (ToolCall("transfer_to_human", {}), Transfer()),
         (
             ToolCall("end_call", {"reason": "caller said goodbye"}),
-            Action("end_call", {"reason": "caller said goodbye"}),
+            HangUp("caller said goodbye"),
         ),
-        (ToolCall("end_call", "not json"), Action("end_call", {"reason": "completed"})),
-        (ToolCall("send_dtmf", {"digits": "1, 2 #"}), Action("send_dtmf", {"digits": "12#"})),
+        (ToolCall("end_call", "not json"), HangUp("completed")),
+        (ToolCall("send_dtmf", {"digits": "1, 2 #"}), SendDigits("12#")),
     ],
 )
 async def test_call_control_becomes_an_action_after_the_text(
-    llm: FakeLLM, brain: ChatCompletionsBrain, call: ToolCall, action: Action
+    llm: FakeLLM, brain: ChatCompletionsBrain, call: ToolCall, action: CallControl
 ) -> None:
     llm.script(Reply(text="One moment.", tool_calls=[call]))
     runner = Runner()
@@ -335,7 +333,7 @@ async def test_tools_run_before_the_call_ends(llm: FakeLLM, brain: ChatCompletio
     runner = Runner()
     outputs = await collect(brain, ask(tools=(ORDER_TOOL,)), runner)
     assert runner.calls == [("lookup_order", {"order_id": "9"})]
-    assert outputs[-1] == Action("end_call", {"reason": "done"})
+    assert outputs[-1] == HangUp("done")
     assert len(llm.requests) == 1
 
 
@@ -347,7 +345,7 @@ async def test_bad_dtmf_digits_go_back_to_the_model(
         Reply(tool_calls=[ToolCall("send_dtmf", {"digits": "1"}, id="d2")]),
     )
     outputs = await collect(brain, ask())
-    assert outputs == [Action("send_dtmf", {"digits": "1"})]
+    assert outputs == [SendDigits("1")]
     result = llm.requests[1].messages[-1]
     assert result["tool_call_id"] == "d1"
     assert "error" in json.loads(result["content"])
@@ -402,7 +400,7 @@ async def test_sse_edge_cases_over_the_network(llm: FakeLLM, brain: ChatCompleti
     outputs = await collect(brain, ask())
     assert spoken(outputs) == "Bonjour café"
     assert [o.text for o in outputs if isinstance(o, TextDelta)] == ["Bon", "jour", " café"]
-    assert outputs[-1] == Action("end_call", {"reason": "bye"})
+    assert outputs[-1] == HangUp("bye")
 
 
 def test_sse_decoder_byte_by_byte() -> None:
@@ -428,7 +426,7 @@ async def test_a_server_that_ignores_stream(llm: FakeLLM, brain: ChatCompletions
         Reply(tool_calls=[ToolCall("end_call", {"reason": "done"})], stream=False),
     )
     assert spoken(await collect(brain, ask())) == "All at once."
-    assert await collect(brain, ask()) == [Action("end_call", {"reason": "done"})]
+    assert await collect(brain, ask()) == [HangUp("done")]
 
 
 async def test_fake_answers_non_streamed_requests(llm: FakeLLM) -> None:

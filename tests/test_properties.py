@@ -16,6 +16,7 @@ from voxline.protocol import client_frames
 from voxline.protocol.events import Event
 from voxline.protocol.frames import Audio, Control, MessageTooLarge, demux
 from voxline.session.agent import SessionInfo
+from voxline.session.outbound import NoCallControl
 from voxline.session.session import Session
 
 json_values = st.recursive(
@@ -75,7 +76,7 @@ def test_demux_classifies_anything(message: str | bytes) -> None:
             json.dumps(notice)
 
 
-class _Recorder:
+class _Recorder(NoCallControl):
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.closed: tuple[int, str] | None = None

@@ -1,11 +1,15 @@
 """Client frames of PROTOCOL.md §4: validated, with a clear error for each malformed one."""
 
+import dataclasses
+
 import pytest
 
+from voxline.protocol import client_frames
 from voxline.protocol.client_frames import (
     Configure,
     Dtmf,
     InputText,
+    SessionConfig,
     SessionEnding,
     ToolResult,
     parse,
@@ -25,9 +29,10 @@ def test_configure_keeps_unknown_keys_and_validates_known_ones() -> None:
     )
     frame = parsed.frame
     assert isinstance(frame, Configure)
-    assert frame.settings["endpointing_ms"] == 700
-    assert frame.settings["tools"][0].name == "lookup"
-    assert frame.unknown == {"x_custom": {"a": 1}}
+    assert frame.keys == ("persona", "greeting", "endpointing_ms", "tools")
+    assert frame.settings.endpointing_ms == 700
+    assert frame.settings.tools[0].name == "lookup"
+    assert frame.unknown == ("x_custom",)
     assert parsed.notices == []
 
 
@@ -48,9 +53,9 @@ def test_configure_keeps_unknown_keys_and_validates_known_ones() -> None:
 def test_malformed_configure_values_are_reported_and_not_applied(key: str, value: object) -> None:
     parsed = parse({"type": "configure", key: value, "voice_id": "v"})
     assert isinstance(parsed.frame, Configure)
-    assert key not in parsed.frame.settings
+    assert parsed.frame.keys == ("voice_id",)
     assert parsed.frame.rejected == (key,)
-    assert parsed.frame.settings["voice_id"] == "v"
+    assert parsed.frame.settings.voice_id == "v"
     [error] = parsed.notices
     assert error["event"] == "error"
     assert error["code"] == "invalid_configure"
@@ -58,12 +63,25 @@ def test_malformed_configure_values_are_reported_and_not_applied(key: str, value
 
 
 def test_audio_out_accepts_format_string_or_rate() -> None:
-    assert parse({"type": "configure", "audio_out": "pcm16@16000"}).frame == Configure(
-        {"audio_out": 16000}, {}
+    assert parse({"type": "configure", "audio_out": "pcm16@16000"}).frame == Configure.of(
+        audio_out=16000
     )
-    assert parse({"type": "configure", "audio_out": 8000}).frame == Configure(
-        {"audio_out": 8000}, {}
-    )
+    assert parse({"type": "configure", "audio_out": 8000}).frame == Configure.of(audio_out=8000)
+
+
+def test_a_later_configure_changes_only_the_keys_it_sets() -> None:
+    first = parse({"type": "configure", "persona": "P", "endpointing_ms": 700}).frame
+    second = parse({"type": "configure", "endpointing_ms": 300, "tools": []}).frame
+    assert isinstance(first, Configure)
+    assert isinstance(second, Configure)
+    config = SessionConfig().merge(first).merge(second)
+    assert config == SessionConfig(persona="P", endpointing_ms=300, tools=())
+
+
+def test_every_session_setting_is_a_configure_key() -> None:
+    """A field added to SessionConfig without a validator could never be set."""
+    for field in dataclasses.fields(SessionConfig):
+        assert field.name in client_frames._CONFIGURE_KEYS
 
 
 def test_event_key_is_honoured_with_a_warning() -> None:

@@ -1,6 +1,8 @@
 """Server events carry exactly the fields of PROTOCOL.md §3."""
 
-from voxline.protocol import events
+import pytest
+
+from voxline.protocol import call_control, events
 
 
 def test_hello_and_session_started() -> None:
@@ -29,15 +31,22 @@ def test_assistant_interrupted_reply_is_bounded() -> None:
     assert len(event["reply"]) == 500
 
 
-def test_call_control_spreads_arguments() -> None:
-    assert events.call_control(
-        "transfer_to_human", {"destination": "+1555", "reason": "asked"}
-    ) == {
-        "event": "transfer_to_human",
-        "destination": "+1555",
-        "reason": "asked",
-    }
-    assert events.call_control("end_call", {"event": "x", "reason": "bye"})["event"] == "end_call"
+@pytest.mark.parametrize(
+    ("action", "event"),
+    [
+        (
+            call_control.Transfer(destination="+1555", reason="asked"),
+            {"event": "transfer_to_human", "destination": "+1555", "reason": "asked"},
+        ),
+        (call_control.Transfer(), {"event": "transfer_to_human"}),
+        (call_control.HangUp("bye"), {"event": "end_call", "reason": "bye"}),
+        (call_control.SendDigits("12#"), {"event": "send_dtmf", "digits": "12#"}),
+    ],
+)
+def test_call_control_spreads_the_arguments_that_are_set(
+    action: call_control.CallControl, event: events.Event
+) -> None:
+    assert call_control.event(action) == event
 
 
 def test_error_retry_after_is_whole_seconds() -> None:

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from voxline.engines.brain import Action, Brain, BrainOutput, BrainRequest, Message, TextDelta
+from voxline.engines.brain import Brain, BrainOutput, BrainRequest, Message, TextDelta
 from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.responder import ANYTHING_ELSE, KnowledgeResponder, Reply, Voice, speakable
+from voxline.protocol.call_control import HangUp, Transfer
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
 PERSONA = "You are Maya, the friendly receptionist at Acme Dental. Keep answers short."
@@ -71,10 +72,9 @@ async def no_tools(name: str, arguments: dict[str, Any]) -> str:
 )
 def test_asking_for_a_person_transfers(responder: KnowledgeResponder, text: str) -> None:
     reply = ask(responder, text, history=[Message("user", "do you take delta")])
-    assert reply.action is not None
-    assert reply.action.name == "transfer_to_human"
-    assert reply.action.arguments["reason"] == "caller_requested_human"
-    summary = reply.action.arguments["summary"]
+    assert isinstance(reply.action, Transfer)
+    assert reply.action.reason == "caller_requested_human"
+    summary = reply.action.summary or ""
     assert "do you take delta" in summary
     assert text in summary
     assert "Acme Dental" in reply.text
@@ -123,7 +123,7 @@ def test_are_you_a_person_is_answered_with_the_agent_name(responder: KnowledgeRe
 )
 def test_goodbyes_end_the_call(responder: KnowledgeResponder, text: str) -> None:
     reply = ask(responder, text)
-    assert reply.action == Action("end_call", {"reason": "caller_goodbye"})
+    assert reply.action == HangUp("caller_goodbye")
     assert reply.text == "Thanks for calling Acme Dental. Goodbye!"
 
 
@@ -146,9 +146,7 @@ def test_goodbye_words_inside_questions_do_not_end(
 def test_no_after_anything_else_ends_and_yes_goes_on(responder: KnowledgeResponder) -> None:
     history = after(f"You're welcome! {ANYTHING_ELSE}")
     for text in ("no", "No thanks.", "nope, I'm good"):
-        assert ask(responder, text, history=history).action == Action(
-            "end_call", {"reason": "caller_goodbye"}
-        )
+        assert ask(responder, text, history=history).action == HangUp("caller_goodbye")
     reply = ask(responder, "yes", history=history)
     assert reply.action is None
     assert reply.text == "Sure, what else can I help with?"
@@ -166,10 +164,9 @@ def test_menu_digit_speaks_its_answer(responder: KnowledgeResponder) -> None:
 
 def test_menu_digit_with_an_action_acts(responder: KnowledgeResponder) -> None:
     zero = ask(responder, digits="0")
-    assert zero.action is not None
-    assert zero.action.name == "transfer_to_human"
-    assert zero.action.arguments["reason"] == "menu_selection"
-    assert "pressed 0" in zero.action.arguments["summary"]
+    assert isinstance(zero.action, Transfer)
+    assert zero.action.reason == "menu_selection"
+    assert "pressed 0" in (zero.action.summary or "")
     three = ask(responder, digits="3")
     assert (
         three.text == "Let me put you through to our front desk to book or change your appointment."
@@ -201,9 +198,7 @@ def test_menu_end_call_and_the_menu_read_on_request() -> None:
     )
     responder = KnowledgeResponder(kb)
     reply = ask(responder, digits="9", persona=None)
-    assert reply == Reply(
-        "Thanks for calling. Goodbye!", Action("end_call", {"reason": "menu_selection"})
-    )
+    assert reply == Reply("Thanks for calling. Goodbye!", HangUp("menu_selection"))
     menu = ask(responder, "what are my options", persona=None)
     assert menu.text == "Press 1 for our hours, or 9 for ending the call."
 
@@ -241,9 +236,8 @@ def test_unknown_questions_are_plainly_not_known(responder: KnowledgeResponder) 
         "Would you like me to connect you with someone at Acme Dental?"
     )
     yes = ask(responder, "yes please", history=after(reply.text))
-    assert yes.action is not None
-    assert yes.action.name == "transfer_to_human"
-    assert yes.action.arguments["reason"] == "caller_accepted_offer"
+    assert isinstance(yes.action, Transfer)
+    assert yes.action.reason == "caller_accepted_offer"
     no = ask(responder, "no thanks", history=after(reply.text))
     assert no == Reply(f"Okay. {ANYTHING_ELSE}")
 
@@ -376,7 +370,7 @@ async def test_reply_streams_sentence_by_sentence_then_the_action(
         TextDelta("I'll connect you with someone at Acme Dental now."),
         outputs[-1],
     ]
-    assert isinstance(outputs[-1], Action)
+    assert isinstance(outputs[-1], Transfer)
     request = BrainRequest(persona=PERSONA, history=(), user_text="what languages do you speak")
     deltas = [out async for out in responder.respond(request, no_tools)]
     assert all(isinstance(out, TextDelta) for out in deltas)

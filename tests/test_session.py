@@ -13,12 +13,14 @@ from voxline.audio.pcm import Int16Array
 from voxline.bench.speech import synthesize
 from voxline.engines.vad import shared_model
 from voxline.engines.vad_batch import ThreadInference, VadBatcher
+from voxline.protocol.call_control import CallControl, HangUp, SendDigits, Transfer
 from voxline.protocol.client_frames import Dtmf, InputText
 from voxline.protocol.events import Event
 from voxline.session.agent import (
     CallerTurn,
     ConfigureReport,
     ConversationHost,
+    ReplyPart,
     SessionInfo,
     Speech,
 )
@@ -33,6 +35,7 @@ class Line:
         self.events: list[Event] = []
         self.clears = 0
         self.closed: tuple[int, str] | None = None
+        self.actions: list[CallControl] = []
 
     async def send_event(self, event: Event) -> None:
         self.events.append(event)
@@ -42,6 +45,16 @@ class Line:
 
     async def clear_audio(self) -> None:
         self.clears += 1
+
+    async def transfer(self, request: Transfer) -> bool:
+        self.actions.append(request)
+        return False
+
+    async def hang_up(self, request: HangUp) -> None:
+        self.actions.append(request)
+
+    async def send_digits(self, request: SendDigits) -> None:
+        self.actions.append(request)
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -68,12 +81,12 @@ class Receptionist:
     def turn_finished(self) -> Finished:
         return Finished.NO
 
-    async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
-        if turn.text == "bye":
-            self.host.end_after_reply("caller_goodbye")
+    async def respond(self, turn: CallerTurn) -> AsyncIterator[ReplyPart]:
         yield Speech(
             np.full(2 * RATE, 500, dtype=np.int16), f"Reply to {turn.text or turn.digits}."
         )
+        if turn.text == "bye":
+            yield HangUp("caller_goodbye")
 
     def interrupted(self, heard: str) -> None:
         pass
@@ -129,12 +142,16 @@ async def test_a_goodbye_the_caller_talks_over_does_not_end_the_call(
     await asyncio.sleep(2.5)  # the second reply plays out
     assert "flush" in line.names()
     assert session.end_reason is None and line.closed is None
+    assert line.actions == []
 
 
 async def test_a_goodbye_heard_out_ends_the_call(call: tuple[Session, Line]) -> None:
     session, line = call
     await session.receive(InputText("bye"))
+    await asyncio.sleep(1.0)
+    assert line.actions == []  # not while "Goodbye" is still being heard
     await asyncio.wait_for(session.ended.wait(), 5)
+    assert line.actions == [HangUp("caller_goodbye")]
     assert session.end_reason == "caller_goodbye" and line.closed == (1000, "caller_goodbye")
 
 
@@ -153,7 +170,7 @@ class Judging(Receptionist):
     def turn_finished(self) -> Finished:
         return self.finished if self.paused else Finished.NO
 
-    async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
+    async def respond(self, turn: CallerTurn) -> AsyncIterator[ReplyPart]:
         self.replying.set()
         yield Speech(np.zeros(RATE // 10, dtype=np.int16))
 
@@ -207,7 +224,7 @@ async def test_speech_over_a_reply_stops_it_within_a_few_windows(
     speech = synthesize("Sorry, could you repeat the opening hours?", RATE)
     onset = int(np.flatnonzero(np.abs(speech) > 0.02 * np.abs(speech).max())[0])
     sent_after_onset = 0
-    vad = session._vad_stream
+    vad = session._caller.vad
     for offset in range(0, len(speech), frame):
         session.receive_audio(speech[offset : offset + frame].tobytes())
         if offset + frame > onset:

@@ -22,7 +22,7 @@ from voxline.engines.stt_prompt import (
     knowledge_vocabulary,
     names,
 )
-from voxline.protocol.client_frames import Tool, ToolResult
+from voxline.protocol.client_frames import SessionConfig, Tool, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.agent import CallerTurn, SessionInfo
 
@@ -129,9 +129,6 @@ class Host:
     def wait_tool_result(self, call_id: str) -> asyncio.Future[ToolResult]:
         raise AssertionError("no tools run")
 
-    def end_after_reply(self, reason: str) -> None:
-        pass
-
 
 async def heard_by(rate: int) -> tuple[PromptedStt, PromptedStt]:
     wideband, telephone = PromptedStt("wideband"), PromptedStt("telephone")
@@ -143,7 +140,7 @@ async def heard_by(rate: int) -> tuple[PromptedStt, PromptedStt]:
         http=httpx.AsyncClient(),
         stt_8k=telephone,
     )
-    config = {"persona": "Reception of Maple Grove.", "tools": [Tool("book_visit", "", {})]}
+    config = SessionConfig(persona="Reception of Maple Grove.", tools=(Tool("book_visit", "", {}),))
     info = SessionInfo("call_1", None, rate, rate, config=config)
     conversation = DefaultConversation(info, Host(), engines)
     conversation.configure(info)

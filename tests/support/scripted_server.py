@@ -134,13 +134,13 @@ class ScriptedServer:
             session.controls.append(inbound.message)
             frame = client_frames.parse(inbound.message).frame
             if isinstance(frame, client_frames.Configure):
-                voice = frame.settings.get("voice_id")
+                voice = frame.settings.voice_id
                 await send(
                     events.configured(
                         call_id=CALL_ID,
                         voice_id=voice,
                         language=None,
-                        greeting="greeting" in frame.settings,
+                        greeting="greeting" in frame.keys,
                         kb=False,
                         tools=0,
                         endpointing_ms=700,
@@ -148,7 +148,7 @@ class ScriptedServer:
                     )
                 )
                 await send(
-                    events.config_ack(voice_id=voice, honored=frame.settings, ignored=frame.unknown)
+                    events.config_ack(voice_id=voice, honored=frame.keys, ignored=frame.unknown)
                 )
             elif isinstance(frame, client_frames.Dtmf):
                 for digit in frame.digits:

@@ -23,7 +23,7 @@ import httpx
 from voxline.agents.tools import SessionTools
 from voxline.audio.pcm import Int16Array, to_float, trim_trailing_silence
 from voxline.audio.resample import resample
-from voxline.engines.brain import Action, Brain, BrainRequest, Message, TextDelta, ToolRunner
+from voxline.engines.brain import Brain, BrainRequest, Message, TextDelta, ToolRunner
 from voxline.engines.knowledge import KbEndpoint, KnowledgeBase
 from voxline.engines.sentences import SentenceSplitter
 from voxline.engines.stt import Transcriber
@@ -31,13 +31,15 @@ from voxline.engines.stt_prompt import build_prompt, knowledge_vocabulary
 from voxline.engines.tts import Synthesizer
 from voxline.engines.turn_end import asks, sounds_complete
 from voxline.protocol import events
-from voxline.protocol.client_frames import Tool
+from voxline.protocol.client_frames import SessionConfig, Tool
 from voxline.session.agent import (
     CallerTurn,
     ConfigureReport,
     ConversationHost,
+    ReplyPart,
     SessionInfo,
     Speech,
+    TurnTimings,
 )
 from voxline.session.turns import Finished
 
@@ -134,19 +136,15 @@ def first_pieces(text: str, *, every: bool = False) -> list[str]:
     return pieces if every else pieces[:1]
 
 
-Piece = Speech | Action
-"""A reply is spoken pieces (a sentence or clause each) and call-control actions, in order."""
-
-
 @dataclass(slots=True)
 class _Prepared:
     """A reply made ready up to its first piece: the caller's words, the knowledge for them,
     the first piece and the generator of the rest."""
 
     text: str | None  # None for a turn without words (DTMF)
-    pieces: AsyncGenerator[Piece, None] | None
-    first: Piece | None
-    marks: dict[str, float]
+    pieces: AsyncGenerator[ReplyPart, None] | None
+    first: ReplyPart | None
+    timings: TurnTimings
 
 
 class _GatedTools:
@@ -204,36 +202,32 @@ class DefaultConversation:
     # ---- configuration --------------------------------------------------------------
 
     @property
-    def _config(self) -> dict[str, Any]:
+    def _config(self) -> SessionConfig:
         return self._info.config
 
     def configure(self, info: SessionInfo) -> ConfigureReport:
         self._info = info
         config = info.config
-        self._tools = config.get("tools", ())
-        endpoint = config.get("kb_endpoint")
+        self._tools = config.tools
+        endpoint = config.kb_endpoint
         self._kb = (
-            KbEndpoint(endpoint, config.get("kb_token"), client=self._engines.http)
-            if endpoint
-            else None
+            KbEndpoint(endpoint, config.kb_token, client=self._engines.http) if endpoint else None
         )
         knowledge = self._engines.knowledge
         return ConfigureReport(
             greeting=bool(
-                config.get("greeting")
-                or config.get("consent_line")
-                or (knowledge is not None and knowledge.greeting)
+                config.greeting or config.consent_line or (knowledge and knowledge.greeting)
             ),
             kb=self._kb is not None or self._engines.knowledge is not None,
             tools=len(self._tools),
-            voice_id=config.get("voice_id"),
-            language=config.get("language", "en"),
+            voice_id=config.voice_id,
+            language=config.language or "en",
         )
 
     def greeting(self) -> AsyncIterator[Speech] | None:
         knowledge = self._engines.knowledge
-        greeting = self._config.get("greeting") or (knowledge.greeting if knowledge else None)
-        lines = [self._config.get("consent_line"), greeting]
+        greeting = self._config.greeting or (knowledge.greeting if knowledge else None)
+        lines = [self._config.consent_line, greeting]
         text = " ".join(line.strip() for line in lines if line and line.strip())
         return self._speak_text(text) if text else None
 
@@ -294,7 +288,7 @@ class DefaultConversation:
         knowledge = self._engines.knowledge
         last = self._history[-1] if self._history else None
         return build_prompt(
-            persona=self._config.get("persona"),
+            persona=self._config.persona,
             tool_names=[tool.name for tool in self._tools],
             passages=self._kb_passages,
             vocabulary=knowledge_vocabulary(knowledge) if knowledge is not None else (),
@@ -328,7 +322,7 @@ class DefaultConversation:
 
     # ---- replying -------------------------------------------------------------------
 
-    async def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]:
+    async def respond(self, turn: CallerTurn) -> AsyncIterator[ReplyPart]:
         draft, self._draft = self._draft, None
         if self._partial is not None:
             self._partial.cancel()
@@ -339,7 +333,8 @@ class DefaultConversation:
                 self._discard(draft)
             text = await self._transcribe(turn.audio) if turn.audio is not None else turn.text
             prepared = await self._prepare(text, turn.digits, self._session_tools())
-        turn.marks.update(prepared.marks)
+        turn.timings.transcribed = prepared.timings.transcribed
+        turn.timings.first_token = prepared.timings.first_token
         pieces = prepared.pieces
         if pieces is None:
             return
@@ -353,37 +348,36 @@ class DefaultConversation:
             while piece is not None:
                 if isinstance(piece, Speech):
                     self._record(piece)
-                    yield piece
-                else:
-                    await self._act(piece)
+                yield piece
                 piece = await anext(pieces, None)
 
     async def _prepare(self, text: str | None, digits: str | None, tools: ToolRunner) -> _Prepared:
         """The reply to ``text`` (or ``digits``) made ready up to its first piece, with no
         effect outside this conversation: nothing sent, nothing recorded."""
-        marks = {"transcribed": time.monotonic()}
+        timings = TurnTimings(transcribed=time.monotonic())
         text = text or None
         if text is None and digits is None:
-            return _Prepared(None, None, None, marks)
+            return _Prepared(None, None, None, timings)
         request = BrainRequest(
-            persona=self._config.get("persona"),
+            persona=self._config.persona,
             history=tuple(self._history[-(2 * HISTORY_TURNS - 1) :]),
             user_text=text,
             digits=digits,
             knowledge=tuple(await self._lookup(text) if text else ()),
             tools=tuple(self._tools),
         )
-        pieces = self._pieces(request, tools, marks)
-        return _Prepared(text, pieces, await anext(pieces, None), marks)
+        pieces = self._pieces(request, tools, timings)
+        return _Prepared(text, pieces, await anext(pieces, None), timings)
 
     async def _pieces(
-        self, request: BrainRequest, tools: ToolRunner, marks: dict[str, float]
-    ) -> AsyncGenerator[Piece, None]:
+        self, request: BrainRequest, tools: ToolRunner, timings: TurnTimings
+    ) -> AsyncGenerator[ReplyPart, None]:
         splitter = SentenceSplitter(first_chunk_chars=FIRST_SENTENCE_CHARS)
         async with contextlib.aclosing(self._engines.brain.respond(request, tools)) as outputs:
             async for output in outputs:
                 if isinstance(output, TextDelta):
-                    marks.setdefault("first_token", time.monotonic())
+                    if timings.first_token is None:
+                        timings.first_token = time.monotonic()
                     for sentence in splitter.feed(output.text):
                         yield await self._synthesize(sentence)
                 else:
@@ -402,11 +396,6 @@ class DefaultConversation:
             self._history[-1] = Message("assistant", f"{last.content} {speech.text}")
         else:
             self._history.append(Message("assistant", speech.text))
-
-    async def _act(self, action: Action) -> None:
-        await self._host.send_event(events.call_control(action.name, action.arguments))
-        if action.name == "end_call":
-            self._host.end_after_reply(str(action.arguments.get("reason", "end_call")))
 
     async def _synthesize(self, sentence: str) -> Speech:
         tts = self._engines.tts

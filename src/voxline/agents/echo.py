@@ -28,7 +28,7 @@ class EchoConversation:
     def configure(self, info: SessionInfo) -> ConfigureReport:
         self._info = info
         config = info.config
-        return ConfigureReport(voice_id=config.get("voice_id"), language=config.get("language"))
+        return ConfigureReport(voice_id=config.voice_id, language=config.language)
 
     def greeting(self) -> AsyncIterator[Speech] | None:
         return None

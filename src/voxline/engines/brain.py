@@ -7,9 +7,8 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from voxline.protocol.call_control import CallControl
 from voxline.protocol.client_frames import Tool
-
-ActionName = Literal["transfer_to_human", "end_call", "send_dtmf", "play_hold"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +37,7 @@ class TextDelta:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
-    """A call-control decision, emitted as an event with ``arguments`` spread."""
-
-    name: ActionName
-    arguments: dict[str, Any] = field(default_factory=dict)
-
-
-BrainOutput = TextDelta | Action
+BrainOutput = TextDelta | CallControl
 
 
 class ToolRunner(Protocol):

@@ -2,8 +2,9 @@
 
 Reply text is yielded the moment it arrives, so that the first sentence can be spoken
 while the model is still writing the rest. Call control (transfer, hang up, keypad) is
-offered to the model as functions and comes back as :class:`Action`; the session's own
-tools are run through the :class:`ToolRunner` and their results fed back to the model.
+offered to the model as functions and comes back as typed call control
+(:mod:`voxline.protocol.call_control`); the session's own tools are run through the
+:class:`ToolRunner` and their results fed back to the model.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any, Final
 
 import httpx
 
-from voxline.engines.brain import Action, BrainOutput, BrainRequest, Message, TextDelta, ToolRunner
+from voxline.engines.brain import BrainOutput, BrainRequest, Message, TextDelta, ToolRunner
+from voxline.protocol.call_control import CallControl, HangUp, SendDigits, Transfer
 from voxline.protocol.client_frames import DTMF_DIGITS, MAX_TOOL_OUTPUT_BYTES, Tool, truncate_utf8
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,6 @@ CALL_CONTROL_FUNCTIONS: Final[tuple[dict[str, Any], ...]] = (
     },
 )
 CALL_CONTROL: Final = frozenset(function["name"] for function in CALL_CONTROL_FUNCTIONS)
-_ENDS_TURN: Final = frozenset({"transfer_to_human", "end_call"})
 _TRANSFER_KEYS: Final = ("destination", "reason", "summary")
 _DTMF_SEPARATORS: Final = re.compile(r"[\s,\-]")
 _LINE_END: Final = re.compile(r"\r\n|\r|\n")
@@ -251,7 +252,7 @@ def build_functions(tools: Sequence[Tool]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": function} for function in functions]
 
 
-def _call_control(name: str, arguments: dict[str, Any]) -> tuple[Action | None, str]:
+def _call_control(name: str, arguments: dict[str, Any]) -> tuple[CallControl | None, str]:
     """The action a call-control function asks for (None if unusable), and the result the
     model sees for it."""
     if name == "send_dtmf":
@@ -259,17 +260,17 @@ def _call_control(name: str, arguments: dict[str, Any]) -> tuple[Action | None, 
         digits = _DTMF_SEPARATORS.sub("", raw).upper() if isinstance(raw, str) else ""
         if not digits or not set(digits) <= DTMF_DIGITS:
             return None, json.dumps({"error": "digits must be one or more of 0-9, *, #, A-D"})
-        return Action("send_dtmf", {"digits": digits}), json.dumps({"sent": digits})
+        return SendDigits(digits), json.dumps({"sent": digits})
     if name == "end_call":
         reason = arguments.get("reason")
         reason = reason.strip() if isinstance(reason, str) and reason.strip() else "completed"
-        return Action("end_call", {"reason": reason}), json.dumps({"status": "ending call"})
+        return HangUp(reason), json.dumps({"status": "ending call"})
     spread = {
         key: value.strip()
         for key in _TRANSFER_KEYS
         if isinstance(value := arguments.get(key), str) and value.strip()
     }
-    return Action("transfer_to_human", spread), json.dumps({"status": "transferring"})
+    return Transfer(**spread), json.dumps({"status": "transferring"})
 
 
 async def _run_tool(tools: ToolRunner, name: str, arguments: dict[str, Any]) -> str:
@@ -287,8 +288,8 @@ class _Plan:
 
     calls: list[_ToolCall]
     results: dict[str, str] = field(default_factory=dict)  # by call id
-    actions: list[Action] = field(default_factory=list)  # carried out at once
-    ending: Action | None = None  # a transfer or hang-up: the turn ends with it
+    actions: list[CallControl] = field(default_factory=list)  # carried out at once
+    ending: CallControl | None = None  # a transfer or hang-up: the turn ends with it
     runs: list[tuple[_ToolCall, dict[str, Any], str]] = field(default_factory=list)
     needs_reply: bool = False  # the model has results to read
 
@@ -306,7 +307,7 @@ class _Plan:
                 plan.results[call.id] = note + result
                 if action is None:
                     plan.needs_reply = True
-                elif action.name not in _ENDS_TURN:
+                elif isinstance(action, SendDigits):
                     plan.actions.append(action)
                 elif plan.ending is None:
                     plan.ending = action

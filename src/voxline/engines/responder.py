@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from voxline.engines.brain import (
-    Action,
     BrainOutput,
     BrainRequest,
     Message,
@@ -36,6 +35,7 @@ from voxline.engines.knowledge import (
     terms,
     words,
 )
+from voxline.protocol.call_control import CallControl, HangUp, Transfer
 
 MAX_SPOKEN_SENTENCES: Final = 3
 ENDPOINT_PASSAGES: Final = 3  # the endpoint ranks them; only its best few are read
@@ -205,7 +205,7 @@ class Voice:
 @dataclass(frozen=True, slots=True)
 class Reply:
     text: str
-    action: Action | None = None
+    action: CallControl | None = None
 
 
 class KnowledgeResponder:
@@ -316,7 +316,7 @@ def _menu_choice(item: MenuItem, voice: Voice, request: BrainRequest) -> Reply:
     if item.answer is not None:
         return Reply(speakable(item.answer))
     if item.action == "end_call":
-        return Reply(item.say or voice.goodbye(), Action("end_call", {"reason": "menu_selection"}))
+        return Reply(item.say or voice.goodbye(), HangUp("menu_selection"))
     return _transfer(item.say or voice.transfer(), "menu_selection", request)
 
 
@@ -335,7 +335,7 @@ def _last_assistant_line(history: Sequence[Message]) -> str:
 
 
 def _goodbye(line: str) -> Reply:
-    return Reply(line, Action("end_call", {"reason": "caller_goodbye"}))
+    return Reply(line, HangUp("caller_goodbye"))
 
 
 def _transfer(line: str, reason: str, request: BrainRequest) -> Reply:
@@ -348,5 +348,5 @@ def _transfer(line: str, reason: str, request: BrainRequest) -> Reply:
     summary = f"Caller said: {quoted}" if quoted else "Caller asked for a person."
     return Reply(
         line,
-        Action("transfer_to_human", {"reason": reason, "summary": summary[:MAX_SUMMARY_CHARS]}),
+        Transfer(reason=reason, summary=summary[:MAX_SUMMARY_CHARS]),
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import numpy as np
@@ -27,8 +27,10 @@ from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.stt import Transcriber, Transcript
 from voxline.engines.vad import SileroModel, VadStream
 from voxline.engines.vad_batch import ThreadInference, VadBatcher
+from voxline.protocol.client_frames import SessionConfig
 from voxline.protocol.events import Event
 from voxline.session.agent import SessionInfo
+from voxline.session.outbound import NoCallControl
 from voxline.session.session import Session
 
 FRAME_MS: Final = 20
@@ -107,7 +109,7 @@ class _MuteVoice:
 
 
 @dataclass(slots=True)
-class _Outbound:
+class _Outbound(NoCallControl):
     heard: list[str] = field(default_factory=list)
 
     async def send_event(self, event: Event) -> None:
@@ -150,11 +152,11 @@ class SessionHearing:
             knowledge=knowledge,
             http=httpx.AsyncClient(),
         )
-        self._config: dict[str, Any] = {"persona": persona} if persona else {}
+        self._config = SessionConfig(persona=persona)
 
     async def hear(self, clip: Int16Array, rate: int, vad: WatchedVad) -> Heard:
         """What the agent heard ``clip`` (PCM16 at ``rate``) say."""
-        info = SessionInfo("eval", None, rate, rate, dict(self._config))
+        info = SessionInfo("eval", None, rate, rate, self._config)
         outbound = _Outbound()
         session = Session(info, outbound, DefaultAgent(self._engines), vad)
         audio = np.concatenate(

@@ -1,4 +1,4 @@
-"""Validation of client control frames (PROTOCOL.md §4), keyed on ``type``.
+"""Validation of client control frames (docs/protocol.md, "Client frames"), keyed on ``type``.
 
 ``parse`` turns a JSON object into one typed frame, plus the warnings and errors the
 client should hear about. A malformed frame is never fatal: it yields an ``error`` event
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -34,12 +34,44 @@ class Tool:
 
 
 @dataclass(frozen=True, slots=True)
-class Configure:
-    """``settings`` holds validated known keys; ``unknown`` the open bag, kept verbatim."""
+class SessionConfig:
+    """A session's ``configure`` settings, merged frame by frame (unset: the default)."""
 
-    settings: dict[str, Any]
-    unknown: dict[str, Any]
+    persona: str | None = None
+    greeting: str | None = None
+    consent_line: str | None = None
+    voice_id: str | None = None
+    language: str | None = None
+    kb_endpoint: str | None = None
+    kb_token: str | None = None
+    tools: tuple[Tool, ...] = ()
+    audio_out: int | None = None
+    # voxline's own turn settings
+    endpointing_ms: int | None = None
+    barge_in_min_ms: int | None = None
+    barge_in_confidence: float | None = None
+    vad_threshold: float | None = None
+    metrics: bool = False
+
+    def merge(self, frame: Configure) -> SessionConfig:
+        """These settings with those ``frame`` sets."""
+        return replace(self, **{key: getattr(frame.settings, key) for key in frame.keys})
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """A validated ``configure``: the known ``keys`` it sets, their values in ``settings``,
+    the keys it got wrong (``rejected``) and the open bag of ``unknown`` ones."""
+
+    settings: SessionConfig
+    keys: tuple[str, ...]  # in the order sent
+    unknown: tuple[str, ...] = ()
     rejected: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, **settings: Any) -> Configure:
+        """A frame setting ``settings`` (already valid)."""
+        return cls(SessionConfig(**settings), tuple(settings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +207,11 @@ _CONFIGURE_KEYS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "vad_threshold": _float_range(0.05, 0.95),
     "metrics": _boolean,
 }
-CONFIGURE_KEYS: Final = frozenset(_CONFIGURE_KEYS)
 
 
 def _configure(message: dict[str, Any]) -> tuple[Configure, list[Event]]:
     settings: dict[str, Any] = {}
-    unknown: dict[str, Any] = {}
+    unknown: list[str] = []
     rejected: list[str] = []
     notices: list[Event] = []
     for key, value in message.items():
@@ -188,7 +219,7 @@ def _configure(message: dict[str, Any]) -> tuple[Configure, list[Event]]:
             continue
         check = _CONFIGURE_KEYS.get(key)
         if check is None:
-            unknown[key] = value
+            unknown.append(key)
             continue
         if value is None:
             continue
@@ -197,7 +228,8 @@ def _configure(message: dict[str, Any]) -> tuple[Configure, list[Event]]:
         except _Invalid as exc:
             rejected.append(key)
             notices.append(events.error("invalid_configure", str(exc), param=key))
-    return Configure(settings, unknown, tuple(rejected)), notices
+    frame = Configure(SessionConfig(**settings), tuple(settings), tuple(unknown), tuple(rejected))
+    return frame, notices
 
 
 def _dtmf(message: dict[str, Any]) -> Dtmf:

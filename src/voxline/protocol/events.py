@@ -127,11 +127,6 @@ def tool_call(*, call_id: str, name: str, arguments: dict[str, Any]) -> Event:
     return {"event": "tool_call", "call_id": call_id, "name": name, "arguments": arguments}
 
 
-def call_control(name: str, arguments: dict[str, Any]) -> Event:
-    """``transfer_to_human``, ``send_dtmf``, ``end_call``, ``play_hold``: arguments spread."""
-    return {**arguments, "event": name}
-
-
 def session_ending(reason: str) -> Event:
     return {"event": "session_ending", "reason": reason}
 

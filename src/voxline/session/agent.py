@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from voxline.audio.pcm import Int16Array
-from voxline.protocol.client_frames import ToolResult
+from voxline.protocol import events
+from voxline.protocol.call_control import CallControl
+from voxline.protocol.client_frames import Configure, SessionConfig, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.turns import Finished
 
@@ -22,18 +24,33 @@ class Speech:
     text: str = ""
 
 
+@dataclass(slots=True)
+class TurnTimings:
+    """When each stage of a reply was reached (monotonic clock), for the per-turn latencies
+    the session reports: the agent fills in its stages, the session ``first_audio``."""
+
+    transcribed: float | None = None
+    first_token: float | None = None
+    first_audio: float | None = None
+
+    def stages(self) -> dict[str, float]:
+        """The stages reached, by name."""
+        reached = {
+            "transcribed": self.transcribed,
+            "first_token": self.first_token,
+            "first_audio": self.first_audio,
+        }
+        return {stage: at for stage, at in reached.items() if at is not None}
+
+
 @dataclass(frozen=True, slots=True)
 class CallerTurn:
-    """What the caller said: their audio (input rate), typed text, or DTMF digits.
-
-    ``marks`` collects monotonic timestamps of the turn's stages (``transcribed``,
-    ``first_token``, ...) for the per-turn timings the session reports.
-    """
+    """What the caller said: their audio (input rate), typed text, or DTMF digits."""
 
     audio: Int16Array | None = None
     text: str | None = None
     digits: str | None = None
-    marks: dict[str, float] = field(default_factory=dict)
+    timings: TurnTimings = field(default_factory=TurnTimings)
 
 
 @dataclass(slots=True)
@@ -42,7 +59,12 @@ class SessionInfo:
     label: str | None
     in_rate: int
     out_rate: int
-    config: dict[str, Any] = field(default_factory=dict)
+    config: SessionConfig = field(default_factory=SessionConfig)
+
+
+ReplyPart = Speech | CallControl
+"""A reply is spoken pieces and call control, in order: the session carries the call control
+out once the caller has heard the reply's audio (``end_call`` after "Goodbye")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +77,50 @@ class ConfigureReport:
     voice_id: str | None = None
     language: str | None = None
 
+    def acknowledgements(
+        self, info: SessionInfo, frame: Configure, *, endpointing_ms: int
+    ) -> list[Event]:
+        """``configured`` and, for older clients, ``config_ack``."""
+        return [
+            events.configured(
+                call_id=info.call_id,
+                voice_id=self.voice_id,
+                language=self.language,
+                greeting=self.greeting,
+                kb=self.kb,
+                tools=self.tools,
+                endpointing_ms=endpointing_ms,
+                out_rate=info.out_rate,
+            ),
+            events.config_ack(
+                voice_id=self.voice_id,
+                honored=frame.keys,
+                ignored=[*frame.unknown, *frame.rejected],
+            ),
+        ]
+
+
+class ToolResults:
+    """Client-loop tool calls waiting for the client's ``tool_result``, by call id."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[ToolResult]] = {}
+
+    def wait(self, call_id: str) -> asyncio.Future[ToolResult]:
+        future: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
+        self._waiting[call_id] = future
+        return future
+
+    def deliver(self, result: ToolResult) -> None:
+        waiter = self._waiting.pop(result.call_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    def cancel(self) -> None:
+        for waiter in self._waiting.values():
+            waiter.cancel()
+        self._waiting.clear()
+
 
 class ConversationHost(Protocol):
     """What the session offers the conversation it hosts."""
@@ -62,9 +128,6 @@ class ConversationHost(Protocol):
     async def send_event(self, event: Event) -> None: ...
 
     def wait_tool_result(self, call_id: str) -> asyncio.Future[ToolResult]: ...
-
-    def end_after_reply(self, reason: str) -> None:
-        """End the call once the current reply has been heard (``end_call``)."""
 
 
 class Conversation(Protocol):
@@ -83,7 +146,7 @@ class Conversation(Protocol):
         shorter silence (:meth:`TurnSettings.end_silence_ms`)."""
         ...
 
-    def respond(self, turn: CallerTurn) -> AsyncIterator[Speech]: ...
+    def respond(self, turn: CallerTurn) -> AsyncIterator[ReplyPart]: ...
 
     def interrupted(self, heard: str) -> None:
         """The caller cut the last reply off after hearing ``heard``."""

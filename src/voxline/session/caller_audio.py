@@ -1,10 +1,18 @@
-"""The caller's recent audio, addressable by stream time, to cut utterances out of."""
+"""The caller's audio as it arrives: kept by stream time to cut turns out of, timed for
+latency, and staged for the VAD a whole window at a time."""
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import time
+from collections import deque
+
 import numpy as np
 
-from voxline.audio.pcm import Int16Array
+from voxline.audio.pcm import Float32Array, Int16Array, pcm16_samples, to_float
+from voxline.audio.resample import StreamResampler
+from voxline.engines.vad import VadStream
 
 
 class CallerAudio:
@@ -49,3 +57,66 @@ class CallerAudio:
         if last <= first:
             return np.zeros(0, dtype=np.int16)
         return np.frombuffer(bytes(self._data[first * 2 : last * 2]), dtype="<i2").copy()
+
+
+class CallerStream:
+    """One call's incoming audio: :class:`CallerAudio`, when each stretch arrived, and what
+    the VAD has yet to see.
+
+    :meth:`append` never blocks and does no conversion: it only sets :attr:`ready` once the
+    audio waiting for the VAD makes up a whole window, so that the listener wakes once per
+    window rather than once per frame.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.audio = CallerAudio(rate)
+        vad_rate = 8000 if rate == 8000 else 16000
+        self.vad = VadStream(vad_rate)
+        self._to_vad_rate = StreamResampler(rate, vad_rate, quality="LQ")
+        self._arrivals: deque[tuple[float, float]] = deque(maxlen=1024)
+        self._pending: list[bytes | memoryview] = []  # not yet fed to the VAD
+        self._pending_samples = 0
+        self.ready = asyncio.Event()
+        self.samples = 0  # received in all
+
+    @property
+    def processed_seconds(self) -> float:
+        """Stream time up to which the VAD has judged the audio."""
+        return self.vad.processed_seconds
+
+    def append(self, pcm: bytes | memoryview) -> None:
+        """Caller PCM16 at the input rate."""
+        self.audio.append(pcm)
+        count = len(pcm) // 2
+        self.samples += count
+        self._arrivals.append((self.audio.end_time, time.monotonic()))
+        self._pending.append(pcm)
+        self._pending_samples += count
+        stream = self.vad
+        at_vad_rate = self._pending_samples * stream.sample_rate // self.rate
+        if stream.buffered_samples + at_vad_rate >= stream.window_size:
+            self.ready.set()
+
+    def take(self) -> Float32Array:
+        """The audio waiting for the VAD, at its rate, as floats."""
+        self.ready.clear()
+        pending, self._pending = self._pending, []
+        self._pending_samples = 0
+        return self._to_vad_rate.process(to_float(pcm16_samples(b"".join(pending))))
+
+    @property
+    def last_arrival(self) -> float | None:
+        """When audio last arrived (monotonic clock)."""
+        return self._arrivals[-1][1] if self._arrivals else None
+
+    def arrived_at(self, at: float) -> float | None:
+        """When the sample at stream time ``at`` arrived (monotonic clock)."""
+        index = bisect.bisect_left(self._arrivals, (at, 0.0))
+        return self._arrivals[index][1] if index < len(self._arrivals) else None
+
+    def between(self, start: float, end: float) -> Int16Array:
+        return self.audio.between(start, end)
+
+    def forget_before(self, t: float) -> None:
+        self.audio.forget_before(t)

@@ -22,6 +22,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from voxline.protocol.client_frames import SessionConfig
+
 HYSTERESIS: Final = 0.15
 STATEMENT_SHARE: Final = 0.8
 QUESTION_SHARE: Final = 0.5
@@ -55,6 +57,17 @@ class TurnSettings:
         self.endpointing_ms = milliseconds
         self.statement_turn_ms = round(milliseconds * STATEMENT_SHARE)
         self.question_turn_ms = round(milliseconds * QUESTION_SHARE)
+
+    def apply(self, config: SessionConfig) -> None:
+        """Take the turn settings a client's ``configure`` chose."""
+        if config.endpointing_ms is not None:
+            self.set_endpointing(config.endpointing_ms)
+        if config.barge_in_min_ms is not None:
+            self.barge_in_min_ms = config.barge_in_min_ms
+        if config.barge_in_confidence is not None:
+            self.barge_in_confidence = config.barge_in_confidence
+        if config.vad_threshold is not None:
+            self.threshold = config.vad_threshold
 
     def end_silence_ms(self, finished: Finished) -> int:
         """The silence that ends a turn whose words sound ``finished``."""

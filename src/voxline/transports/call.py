@@ -22,7 +22,8 @@ from voxline.protocol import events
 from voxline.protocol.errors import CloseCode
 from voxline.server.services import Caller, Services
 from voxline.session.agent import SessionInfo
-from voxline.session.session import Outbound, Session
+from voxline.session.outbound import Outbound
+from voxline.session.session import Session
 from voxline.store.calls import CallRecord
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,7 @@ async def run_call(
         pass
     except Exception:
         log.exception("session %s failed", info.call_id)
-        await session.end(
-            "internal_error",
-            code=CloseCode.INTERNAL_ERROR,
-            error=events.error("internal_error", "the session failed; see server logs"),
-        )
+        await session.fail()
     finally:
         session.abandon("client_gone")
         if watchdog is not None:
@@ -153,11 +150,12 @@ async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> N
 
 
 async def _watch(services: Services, session: Session, caller: Caller) -> None:
-    """Every few seconds: keep the lease alive, spend audio against the daily cap, and end
-    sessions that outlive the maximum."""
+    """Every few seconds: keep the lease alive, spend audio against the daily cap, end
+    sessions that outlive the maximum, and let the session see the time pass (idle calls)."""
     spent = 0.0
     while not session.ended.is_set():
         await asyncio.sleep(WATCH_INTERVAL)
+        session.tick()
         await caller.lease.refresh()
         total = session.audio_in_seconds + session.audio_out_seconds
         seconds, spent = total - spent, total

@@ -52,7 +52,7 @@ class FreeSwitchLine(PhoneLine):
         self.channel = channel
         self._esl = event_socket
         self._transfer_target = transfer_target
-        self._breaks: set[asyncio.Task[None]] = set()
+        self._breaks: set[asyncio.Task[bool]] = set()
 
     async def send_audio(self, pcm: bytes) -> None:
         await self.send(pcm)
@@ -65,15 +65,15 @@ class FreeSwitchLine(PhoneLine):
         self._breaks.add(task)
         task.add_done_callback(self._breaks.discard)
 
-    async def transfer(self) -> None:
+    async def _transfer_call(self) -> None:
         if self._transfer_target is None:
             raise RuntimeError("no transfer target configured (VOXLINE_FREESWITCH_TRANSFER_TARGET)")
         await self._api(f"uuid_transfer {self.channel} {self._transfer_target}")
 
-    async def hang_up(self) -> None:
+    async def _hang_up_call(self) -> None:
         await self._api(f"uuid_kill {self.channel} NORMAL_CLEARING")
 
-    async def send_digits(self, digits: str) -> None:
+    async def _send_digits(self, digits: str) -> None:
         keys = "".join(d for d in digits.upper() if d in DTMF_DIGITS)
         if keys:
             await self._api(f"uuid_send_dtmf {self.channel} {keys}")

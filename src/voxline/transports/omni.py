@@ -10,7 +10,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from voxline.protocol import client_frames, events
+from voxline.protocol import call_control, client_frames, events
+from voxline.protocol.call_control import HangUp, SendDigits, Transfer
 from voxline.protocol.connect import parse_connect, select_subprotocol
 from voxline.protocol.errors import CloseCode, Rejection
 from voxline.protocol.events import Event
@@ -49,6 +50,17 @@ class OmniConnection(CallSocket):
 
     async def clear_audio(self) -> None:
         """Omni clients clear their own buffer on ``flush``; nothing else to send."""
+
+    async def transfer(self, request: Transfer) -> bool:
+        """The client (a bridge) carries the transfer out; the session stays open."""
+        await self.send_event(call_control.event(request))
+        return False
+
+    async def hang_up(self, request: HangUp) -> None:
+        await self.send_event(call_control.event(request))
+
+    async def send_digits(self, request: SendDigits) -> None:
+        await self.send_event(call_control.event(request))
 
     async def reject(self, rejection: Rejection) -> None:
         error = events.error(rejection.code, rejection.message, retry_after=rejection.retry_after)

@@ -2,9 +2,8 @@
 ``configure`` they start with, and call control.
 
 A phone has no client to read ``transfer_to_human`` or ``end_call``: the phone line acts on
-them. A transfer waits until the caller has heard the agent's line about it (the session ends
-after the reply), then hands the call over; any other end of the session hangs up, since a
-phone call without its agent is only silence.
+them, once the caller has heard the agent's line about it (the session carries call control
+out after the reply's audio).
 """
 
 from __future__ import annotations
@@ -13,12 +12,14 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from starlette.websockets import WebSocket
 
 from voxline.auth.keys import SCOPE_SESSION
 from voxline.config import Settings
 from voxline.protocol import client_frames
+from voxline.protocol.call_control import HangUp, SendDigits, Transfer
 from voxline.protocol.client_frames import Configure
 from voxline.protocol.errors import Rejection
 from voxline.protocol.events import Event
@@ -27,8 +28,6 @@ from voxline.session.session import Session
 from voxline.transports.call import CallSocket
 
 log = logging.getLogger(__name__)
-
-TRANSFERRED = "transferred"
 
 
 async def admit(services: Services) -> Caller | Rejection:
@@ -51,41 +50,43 @@ def start_configure(settings: Settings, out_rate: int) -> Configure:
     parsed = client_frames.parse({**settings.phone.configure, "type": "configure"})
     for notice in parsed.notices:
         log.warning("phone configure: %s", notice.get("message"))
-    assert isinstance(parsed.frame, Configure)
-    return Configure(
-        {**parsed.frame.settings, "audio_out": out_rate},
-        parsed.frame.unknown,
-        parsed.frame.rejected,
-    )
+    frame = parsed.frame
+    assert isinstance(frame, Configure)
+    keys = (*(key for key in frame.keys if key != "audio_out"), "audio_out")
+    return replace(frame, settings=replace(frame.settings, audio_out=out_rate), keys=keys)
 
 
 class PhoneLine(CallSocket, ABC):
-    """A phone call's socket: call-control events become actions on the call.
+    """A phone call's socket: call control becomes actions on the call.
 
     Subclasses say how to carry audio and how to act on the call. The destination of a
     transfer is the configured one, never one the agent names: a language model must not
-    be able to dial anywhere.
+    be able to dial anywhere. A transfer that fails leaves the caller with the agent.
     """
 
     def __init__(self, websocket: WebSocket) -> None:
         super().__init__(websocket)
         self.session: Session | None = None
+        self._settled = False  # transferred or hung up: nothing left to do at close
 
     async def send_event(self, event: Event) -> None:
-        match event["event"]:
-            case "transfer_to_human" if self.session is not None:
-                self.session.end_after_reply(TRANSFERRED)
-            case "send_dtmf":
-                await self._control(self.send_digits(str(event.get("digits", ""))), "send_dtmf")
+        """A phone has no client to read events."""
+
+    async def transfer(self, request: Transfer) -> bool:
+        self._settled = await self._control(self._transfer_call(), "transfer")
+        return self._settled
+
+    async def hang_up(self, request: HangUp) -> None:
+        self._settled = await self._control(self._hang_up_call(), "hang_up")
+
+    async def send_digits(self, request: SendDigits) -> None:
+        await self._control(self._send_digits(request.digits), "send_dtmf")
 
     async def close(self, code: int, reason: str) -> None:
-        """The session ended: transfer the call if that is why (a transfer line the caller
-        talked over is no longer one), else hang up."""
-        if self.close_code is None:
-            if reason == TRANSFERRED:
-                await self._control(self.transfer(), "transfer")
-            else:
-                await self._control(self.hang_up(), "hang_up")
+        """The session ended: a phone call without its agent is only silence, so hang up
+        (unless the call was already handed over or hung up)."""
+        if self.close_code is None and not self._settled:
+            await self._control(self._hang_up_call(), "hang_up")
         await super().close(code, reason)
 
     @abstractmethod
@@ -95,17 +96,20 @@ class PhoneLine(CallSocket, ABC):
     async def clear_audio(self) -> None: ...
 
     @abstractmethod
-    async def transfer(self) -> None: ...
+    async def _transfer_call(self) -> None: ...
 
     @abstractmethod
-    async def hang_up(self) -> None: ...
+    async def _hang_up_call(self) -> None: ...
 
     @abstractmethod
-    async def send_digits(self, digits: str) -> None: ...
+    async def _send_digits(self, digits: str) -> None: ...
 
-    async def _control(self, action: Awaitable[None], name: str) -> None:
+    async def _control(self, action: Awaitable[None], name: str) -> bool:
+        """Carry out ``action``; whether it worked (a failure is logged, not raised)."""
         try:
             await action
         except Exception as exc:
             call_id = self.session.info.call_id if self.session else "?"
             log.warning("call %s: %s failed: %s", call_id, name, exc)
+            return False
+        return True

@@ -114,16 +114,16 @@ class TwilioLine(PhoneLine):
         if name.isdigit() and self.session is not None:
             self.session.far_end_played(int(name))
 
-    async def transfer(self) -> None:
+    async def _transfer_call(self) -> None:
         number = self._settings.transfer_number
         if number is None:
             raise RuntimeError("no transfer number configured (VOXLINE_TWILIO_TRANSFER_NUMBER)")
         await self._calls().redirect(self.stream.call_sid, dial_twiml(number))
 
-    async def hang_up(self) -> None:
+    async def _hang_up_call(self) -> None:
         await self._calls().hang_up(self.stream.call_sid)
 
-    async def send_digits(self, digits: str) -> None:
+    async def _send_digits(self, digits: str) -> None:
         """In band: a Media Stream carries no digits of its own. Unmarked, so the marks keep
         counting agent speech only."""
         tones = dtmf_tones("".join(d for d in digits.upper() if d in DTMF_DIGITS), RATE)

@@ -1,0 +1,252 @@
+"""Who has the floor: the turn-taking core of a session, with no I/O and no clock of its own.
+
+The :class:`Floor` is told what happens (a VAD probability per window, how finished the
+agent finds the caller's words, a reply heard or over, a typed turn, a ``configure``, the
+caller's activity and the wall clock) and answers with the decisions the session carries
+out: start a reply, barge in, drop a reply the caller never heard, greet, close an idle call.
+The session (:mod:`voxline.session.session`) is the asyncio driver around it; tests drive it
+with plain lists of inputs.
+
+Stream time is seconds of caller audio since the first sample; the wall clock (``now``) is
+whatever monotonic clock the driver reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from voxline.session.turns import (
+    Finished,
+    SpeechEnded,
+    SpeechStarted,
+    TurnDetector,
+    TurnSettings,
+)
+
+PRE_ROLL_SECONDS: Final = 0.3  # audio kept before detected speech start (VAD onsets are late)
+TAIL_SECONDS: Final = 0.15  # audio kept after the last speech window
+PAUSE_MS: Final = 32  # silence after which the agent may start on what the caller said so far
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """The caller's audio of one turn: ``start`` to ``end`` in stream time, the speech
+    itself having stopped at ``speech_end``."""
+
+    start: float
+    end: float
+    speech_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """Start a reply to the caller's turn: ``stretch`` of their audio, or None for a typed
+    turn (text or digits). Any reply still going is dropped."""
+
+    stretch: Stretch | None
+
+
+@dataclass(frozen=True, slots=True)
+class BargeIn:
+    """The caller interrupts the reply they are hearing (``reason``: the ``flush`` reason)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropReply:
+    """Drop a reply the caller has not heard yet: they are talking over where it would be."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinTurns:
+    """Drop the reply the caller has not heard yet: they went on talking, so their speech
+    before and after the pause is one turn (it will end in a new :class:`Respond`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Hand the turn so far to the agent; when ``paused``, ask it how finished the words
+    sound and report the verdict (:meth:`Floor.verdict`)."""
+
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Greet:
+    """Speak the greeting now (turn 0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseIdle:
+    """Nobody has said or sent anything for the idle limit: close the call."""
+
+
+Decision = Respond | BargeIn | DropReply | JoinTurns | Listen | Greet | CloseIdle
+
+
+@dataclass(slots=True)
+class _Reply:
+    answers: float | None  # stream time the turn it answers began (None: typed or greeting)
+    audible: bool = False
+
+
+class Floor:
+    """Turn-taking for one call: when the caller's turn ends, when they interrupt, and when
+    the call has gone idle.
+
+    Barge-in: speech under an audible reply interrupts it once
+    :meth:`TurnDetector.interrupting` says so; a sound too short for that (a cough, an
+    "mm-hm") is neither an interruption nor a turn. A reply not heard yet is dropped silently
+    instead, and if the caller simply went on talking after a pause, the two stretches of
+    speech become one turn.
+    """
+
+    def __init__(
+        self,
+        settings: TurnSettings,
+        window_seconds: float,
+        *,
+        idle_seconds: float | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.settings = settings
+        self.turns = 0  # caller turns answered
+        self._detector = TurnDetector(settings, window_seconds)
+        self._window = window_seconds
+        self._idle_seconds = idle_seconds
+        self._reply: _Reply | None = None
+        self._utterance_start: float | None = None
+        self._speech_during_reply = False
+        self._greeted = False
+        self._last_activity = now
+
+    # ---- what the driver reads ----------------------------------------------------------
+
+    @property
+    def replying(self) -> bool:
+        return self._reply is not None
+
+    @property
+    def utterance_start(self) -> float:
+        """Stream time the caller's current turn began (0 before any)."""
+        return self._utterance_start or 0.0
+
+    def forget_before(self, processed: float) -> float | None:
+        """Stream time before which caller audio is no longer needed, with ``processed``
+        seconds through the VAD; None while a turn is being kept."""
+        if self._detector.speaking or self._utterance_start is not None:
+            return None
+        return processed - PRE_ROLL_SECONDS - self._window
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def vad(self, probabilities: Iterable[float]) -> list[Decision]:
+        """VAD probabilities for the next windows of caller audio."""
+        decisions: list[Decision] = []
+        detector = self._detector
+        for probability in probabilities:
+            match detector.feed(probability):
+                case SpeechStarted(at=at):
+                    self._speech_started(at, decisions)
+                case SpeechEnded(at=at):
+                    self._speech_ended(at, decisions)
+            if self._reply is not None:
+                self._maybe_barge_in(decisions)
+        if detector.speaking and not self._speech_during_reply:
+            decisions.append(Listen(paused=detector.silence_seconds * 1000 >= PAUSE_MS))
+        return decisions
+
+    def verdict(self, finished: Finished) -> list[Decision]:
+        """How finished the agent finds the caller's words, asked at a pause
+        (:class:`Listen`): a finished turn ends after a shorter silence."""
+        decisions: list[Decision] = []
+        silence_ms = self._detector.silence_seconds * 1000
+        if finished is not Finished.NO and silence_ms >= self.settings.end_silence_ms(finished):
+            ended = self._detector.end_turn()
+            if ended is not None:
+                self._speech_ended(ended.at, decisions)
+        return decisions
+
+    def typed(self, reason: str) -> list[Decision]:
+        """A typed turn (``reason``: ``dtmf`` or ``input_text``): it interrupts an audible
+        reply and is answered at once."""
+        decisions: list[Decision] = []
+        if self._reply is not None and self._reply.audible:
+            decisions.append(BargeIn(reason))
+        self._respond(None, decisions)
+        return decisions
+
+    def configured(self, *, greeting: bool) -> list[Decision]:
+        """A ``configure`` was applied; ``greeting``: the agent has one to speak. Turn 0 is
+        the first configure with a greeting, unless the caller has already taken a turn."""
+        if self._greeted or self.turns > 0 or not greeting:
+            return []
+        self._greeted = True
+        self._reply = _Reply(answers=None)
+        return [Greet()]
+
+    def reply_audible(self) -> None:
+        """The current reply's first audio went out."""
+        if self._reply is not None:
+            self._reply.audible = True
+
+    def reply_finished(self, now: float) -> None:
+        """The current reply is over: heard out, or it had nothing to say."""
+        self._reply = None
+        self._last_activity = max(self._last_activity, now)
+
+    def caller_active(self, now: float) -> None:
+        """The caller sent something (audio or a frame) at ``now``."""
+        self._last_activity = max(self._last_activity, now)
+
+    def tick(self, now: float) -> list[Decision]:
+        """The wall clock moved on."""
+        if (
+            self._idle_seconds is not None
+            and self._reply is None
+            and now - self._last_activity >= self._idle_seconds
+        ):
+            return [CloseIdle()]
+        return []
+
+    # ---- rules ----------------------------------------------------------------------------
+
+    def _speech_started(self, at: float, decisions: list[Decision]) -> None:
+        reply = self._reply
+        if reply is not None and not reply.audible and reply.answers is not None:
+            # The caller went on talking before the reply could be heard: one longer turn.
+            self._reply = None
+            self._utterance_start = reply.answers
+            decisions.append(JoinTurns())
+            return
+        self._speech_during_reply = reply is not None
+        self._utterance_start = max(0.0, at - PRE_ROLL_SECONDS)
+
+    def _speech_ended(self, at: float, decisions: list[Decision]) -> None:
+        start, self._utterance_start = self._utterance_start, None
+        if self._speech_during_reply or start is None:
+            # Speech under the agent's voice too short to barge in: a cough, a "mm-hm".
+            self._speech_during_reply = False
+            return
+        self._respond(Stretch(start, at + TAIL_SECONDS, at), decisions)
+
+    def _maybe_barge_in(self, decisions: list[Decision]) -> None:
+        """An audible reply is cut off from the speech run's first window sure enough to
+        interrupt, before the detector has called it speech; one not heard yet only once the
+        detector has (a caller who went on talking has had the turns joined first)."""
+        reply = self._reply
+        if reply is None or not (reply.audible or self._speech_during_reply):
+            return
+        if not self._detector.interrupting():
+            return
+        self._speech_during_reply = False
+        self._reply = None
+        decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
+
+    def _respond(self, stretch: Stretch | None, decisions: list[Decision]) -> None:
+        self.turns += 1
+        self._reply = _Reply(answers=None if stretch is None else stretch.start)
+        decisions.append(Respond(stretch))

@@ -1,0 +1,244 @@
+"""The turn-taking core, driven with plain inputs: no model, no event loop, no sleeps.
+
+Windows are Silero's 32 ms at 16 kHz; the settings are the defaults (speech after 64 ms above
+0.5, a turn ends after 500 ms below 0.35, or 400/250 ms when the words sound finished; a
+window at 0.9 interrupts at once, less sure speech after 128 ms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from voxline.session.floor import (
+    PRE_ROLL_SECONDS,
+    TAIL_SECONDS,
+    BargeIn,
+    CloseIdle,
+    Decision,
+    DropReply,
+    Floor,
+    Greet,
+    JoinTurns,
+    Listen,
+    Respond,
+    Stretch,
+)
+from voxline.session.turns import Finished, TurnSettings
+
+WINDOW = 0.032
+SURE, UNSURE, QUIET = 0.95, 0.7, 0.0
+
+
+def windows(probability: float, milliseconds: int) -> list[float]:
+    return [probability] * round(milliseconds / 1000 / WINDOW)
+
+
+def floor(**settings: int | float) -> Floor:
+    return Floor(TurnSettings(**settings), WINDOW)  # type: ignore[arg-type]
+
+
+def replying_audibly(f: Floor) -> Floor:
+    assert f.typed("input_text") == [Respond(None)]
+    f.reply_audible()
+    return f
+
+
+def stretch_of(decisions: list[Decision]) -> Stretch:
+    [respond] = [d for d in decisions if isinstance(d, Respond)]
+    assert respond.stretch is not None
+    return respond.stretch
+
+
+# ---- endpointing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("silence_ms", "verdict", "ends"),
+    [
+        (512, Finished.NO, True),  # the full endpointing silence ends any turn
+        (448, Finished.NO, False),
+        (416, Finished.STATEMENT, True),  # a finished statement: 400 ms
+        (384, Finished.STATEMENT, False),
+        (256, Finished.QUESTION, True),  # a question: 250 ms
+        (224, Finished.QUESTION, False),
+    ],
+)
+def test_a_turn_ends_after_the_silence_its_words_call_for(
+    silence_ms: int, verdict: Finished, ends: bool
+) -> None:
+    f = floor()
+    decisions = f.vad(windows(SURE, 640) + windows(QUIET, silence_ms))
+    if decisions and isinstance(decisions[-1], Listen):
+        assert decisions[-1].paused
+        decisions = f.verdict(verdict)
+    assert any(isinstance(d, Respond) for d in decisions) is ends
+
+
+def test_the_turn_covers_a_pre_roll_before_the_speech_and_a_tail_after_it() -> None:
+    f = floor()
+    f.vad(windows(QUIET, 1024))
+    stretch = stretch_of(f.vad(windows(SURE, 640) + windows(QUIET, 512)))
+    assert stretch.start == pytest.approx(1.024 - PRE_ROLL_SECONDS)
+    assert stretch.speech_end == pytest.approx(1.664)
+    assert stretch.end == pytest.approx(1.664 + TAIL_SECONDS)
+    assert f.turns == 1
+
+
+def test_the_agent_hears_the_turn_as_it_goes_and_is_asked_at_each_pause() -> None:
+    f = floor()
+    assert f.vad(windows(SURE, 320)) == [Listen(paused=False)]
+    assert f.vad(windows(QUIET, 32)) == [Listen(paused=True)]
+    assert f.verdict(Finished.NO) == []
+    assert f.vad(windows(SURE, 64)) == [Listen(paused=False)]
+
+
+def test_a_blip_shorter_than_speech_is_not_a_turn() -> None:
+    f = floor()
+    assert f.vad(windows(SURE, 32) + windows(QUIET, 1000)) == []
+    assert f.turns == 0
+
+
+def test_caller_audio_is_forgotten_only_outside_a_turn() -> None:
+    f = floor()
+    f.vad(windows(QUIET, 640))
+    assert f.forget_before(0.64) == pytest.approx(0.64 - PRE_ROLL_SECONDS - WINDOW)
+    f.vad(windows(SURE, 320))
+    assert f.forget_before(0.96) is None
+
+
+# ---- barge-in ------------------------------------------------------------------------------
+
+BargeInCase = tuple[Callable[[], Floor], list[float], list[Decision]]
+
+
+@pytest.mark.parametrize(
+    ("make", "probabilities", "expected"),
+    [
+        # A window Silero is all but sure of interrupts at once, before it counts as speech.
+        (lambda: replying_audibly(floor()), windows(SURE, 32), [BargeIn("barge_in")]),
+        # Less sure speech interrupts once it has lasted 128 ms...
+        (lambda: replying_audibly(floor()), windows(UNSURE, 96), []),
+        # (the interruption is the caller's new turn: the agent hears it from there).
+        (
+            lambda: replying_audibly(floor()),
+            windows(UNSURE, 128),
+            [BargeIn("barge_in"), Listen(paused=False)],
+        ),
+        # ... and only that way when sure windows are not trusted on their own.
+        (
+            lambda: replying_audibly(floor(barge_in_confidence=1.0)),
+            windows(SURE, 96),
+            [],
+        ),
+        # A cough under the agent's voice: neither an interruption nor a turn.
+        (
+            lambda: replying_audibly(floor()),
+            windows(UNSURE, 96) + windows(QUIET, 640),
+            [],
+        ),
+        # Silence is not an interruption.
+        (lambda: replying_audibly(floor()), windows(QUIET, 640), []),
+    ],
+)
+def test_barge_in_rule(
+    make: Callable[[], Floor], probabilities: list[float], expected: list[Decision]
+) -> None:
+    assert make().vad(probabilities) == expected
+
+
+def test_an_interruption_becomes_the_callers_next_turn() -> None:
+    f = replying_audibly(floor())
+    decisions = f.vad(windows(SURE, 640) + windows(QUIET, 512))
+    assert decisions[0] == BargeIn("barge_in")
+    assert isinstance(decisions[-1], Respond) and f.turns == 2
+
+
+@pytest.mark.parametrize(("reason", "audible"), [("dtmf", True), ("input_text", False)])
+def test_typed_turns_interrupt_only_a_reply_being_heard(reason: str, audible: bool) -> None:
+    f = floor()
+    f.typed("input_text")
+    if audible:
+        f.reply_audible()
+    expected: list[Decision] = [BargeIn(reason)] if audible else []
+    assert f.typed(reason) == [*expected, Respond(None)]
+
+
+# ---- drafts: replies not heard yet ---------------------------------------------------------
+
+
+def test_a_caller_who_goes_on_talking_makes_one_longer_turn() -> None:
+    f = floor()
+    f.vad(windows(QUIET, 640))
+    first = stretch_of(f.vad(windows(SURE, 640) + windows(QUIET, 512)))
+    # The reply is not heard yet when the caller speaks again.
+    assert f.vad(windows(SURE, 64)) == [JoinTurns(), Listen(paused=False)]
+    joined = stretch_of(f.vad(windows(SURE, 320) + windows(QUIET, 512)))
+    assert joined.start == first.start
+    assert joined.speech_end > first.speech_end
+
+
+def test_a_joined_turn_is_not_joined_once_the_reply_is_heard() -> None:
+    f = floor()
+    f.vad(windows(SURE, 640) + windows(QUIET, 512))
+    f.reply_audible()
+    assert f.vad(windows(SURE, 32)) == [BargeIn("barge_in")]
+
+
+def test_speech_over_an_unheard_greeting_drops_it_silently() -> None:
+    f = floor()
+    assert f.configured(greeting=True) == [Greet()]
+    assert f.vad(windows(SURE, 64)) == [DropReply(), Listen(paused=False)]
+    assert isinstance(f.vad(windows(SURE, 320) + windows(QUIET, 512))[-1], Respond)
+
+
+def test_a_reply_that_is_over_leaves_the_floor_to_the_caller() -> None:
+    f = floor()
+    f.vad(windows(SURE, 640) + windows(QUIET, 512))
+    f.reply_audible()
+    f.reply_finished(now=1.0)
+    assert not f.replying
+    assert f.vad(windows(SURE, 64)) == [Listen(paused=False)]
+
+
+# ---- greeting ------------------------------------------------------------------------------
+
+
+def test_the_first_configure_with_a_greeting_greets_once() -> None:
+    f = floor()
+    assert f.configured(greeting=False) == []
+    assert f.configured(greeting=True) == [Greet()]
+    assert f.replying
+    assert f.configured(greeting=True) == []
+
+
+def test_no_greeting_once_the_caller_has_taken_a_turn() -> None:
+    f = floor()
+    f.typed("dtmf")
+    assert f.configured(greeting=True) == []
+
+
+# ---- idle ----------------------------------------------------------------------------------
+
+
+def test_a_call_where_nothing_happens_closes_after_the_idle_limit() -> None:
+    f = Floor(TurnSettings(), WINDOW, idle_seconds=10, now=100.0)
+    assert f.tick(109.9) == []
+    assert f.tick(110.0) == [CloseIdle()]
+    f.caller_active(105.0)
+    assert f.tick(114.0) == []
+    assert f.tick(115.0) == [CloseIdle()]
+
+
+def test_a_reply_in_progress_keeps_the_call_open_until_it_ends() -> None:
+    f = Floor(TurnSettings(), WINDOW, idle_seconds=10)
+    f.typed("input_text")
+    assert f.tick(60.0) == []
+    f.reply_finished(now=60.0)
+    assert f.tick(69.0) == []
+    assert f.tick(70.0) == [CloseIdle()]
+
+
+def test_without_an_idle_limit_a_call_never_idles_out() -> None:
+    assert Floor(TurnSettings(), WINDOW).tick(1e9) == []
