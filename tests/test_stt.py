@@ -479,9 +479,9 @@ async def test_beam_search_transcribes_questions() -> None:
 
 
 async def test_the_server_decodes_with_the_configured_beam(tmp_path: Path) -> None:
-    assert Settings(data_dir=tmp_path).stt_beam == DEFAULT_BEAM
+    assert Settings(data_dir=tmp_path).stt.beam == DEFAULT_BEAM
     agent = build_agent(
-        Settings(agent="default", data_dir=tmp_path, stt_beam=3, stt_model_8k="tiny.en")
+        Settings(agent="default", data_dir=tmp_path, stt={"beam": 3, "model_8k": "tiny.en"})
     )
     assert isinstance(agent, DefaultAgent)
     try:

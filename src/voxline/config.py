@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -17,6 +19,58 @@ from pydantic_settings import (
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("voxline", appauthor=False))
+
+
+class SttSettings(BaseSettings):
+    """The default agent's speech recognition: embedded Whisper unless ``url`` names a server."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXLINE_STT_", extra="forbid")
+
+    model: str | None = Field(
+        None,
+        description="Whisper model: tiny.en (packaged), a cached name or a CTranslate2 "
+        "directory; the model name at the transcription server",
+    )
+    model_8k: str | None = Field(
+        None, description="the model of 8 kHz (telephone) sessions; unset: the same model"
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="decodes at once per process; unset: its share of the cores, at most 8",
+    )
+    threads: int = Field(1, ge=1, le=64, description="cores per decode")
+    beam: int = Field(1, ge=1, le=10, description="beam width of a decode; 1 is greedy")
+    url: str | None = Field(None, description="OpenAI-compatible transcription server")
+    key: str | None = Field(None, description="API key of the transcription server")
+
+
+class TtsSettings(BaseSettings):
+    """The default agent's speech: embedded Piper unless ``url`` names a server."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXLINE_TTS_", extra="forbid")
+
+    voice: Path | None = Field(
+        None, description="Piper voice (.onnx, with .onnx.json); unset: the packaged voice"
+    )
+    url: str | None = Field(None, description="OpenAI-compatible speech server")
+    key: str | None = Field(None, description="API key of the speech server")
+    remote_voice: str = Field("alloy", description="voice name at the speech server")
+
+
+class LlmSettings(BaseSettings):
+    """The default agent's brain: a chat completions server, else answers from its knowledge."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXLINE_LLM_", extra="forbid")
+
+    url: str | None = Field(
+        None,
+        description="OpenAI-compatible chat completions server; unset: answers come from "
+        "the knowledge file",
+    )
+    model: str = Field("gpt-4o-mini", description="chat model at the LLM server")
+    key: str | None = Field(None, description="API key of the LLM server")
 
 
 class LimitSettings(BaseSettings):
@@ -82,42 +136,59 @@ class PhoneSettings(BaseSettings):
     )
 
 
+class SectionedEnvSource(EnvSettingsSource):
+    """``VOXLINE_*`` variables, a section's (``stt``, ``limits``, ...) read under the section's own
+    prefix: ``VOXLINE_STT_BEAM`` is ``stt.beam``. A section left to read its variables itself
+    as it is built would rank them below the TOML file, whose values reach it as arguments;
+    read here, they rank between the file and the flags like every other variable, and a bad
+    one is reported as ``stt.beam``. A variable named after a whole section (``VOXLINE_STT``)
+    is not one."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if section_type(field) is not None:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for name, field in self.settings_cls.model_fields.items():
+            section = section_type(field)
+            if section is not None and (section_values := EnvSettingsSource(section)()):
+                values[name] = section_values
+        return values
+
+
+def section_type(field: FieldInfo) -> type[BaseSettings] | None:
+    """The settings class of a section field (``Settings.stt``); None for a plain setting."""
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+        return annotation
+    return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXLINE_", extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     workers: int = Field(
         1, ge=1, le=64, description="server processes sharing the port; above 1 needs redis_url"
     )
-    data_dir: Path = Field(default_factory=default_data_dir)
-    agent: Literal["echo", "default"] = "default"
-    # The default agent's engines: embedded models unless pointed elsewhere.
-    stt_model: str | None = Field(
-        None, description="CTranslate2 Whisper model directory, or the remote model name"
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="keys and call records live here"
     )
-    stt_model_8k: str | None = Field(
-        None, description="stt_model for 8 kHz (telephone) sessions; unset: stt_model"
+    agent: Literal["echo", "default"] = Field(
+        "default", description="echo repeats callers; default answers them"
     )
-    stt_workers: int | None = Field(
-        None,
-        ge=1,
-        le=64,
-        description="decodes at once per process; unset: its share of the cores, at most 8",
+    knowledge: Path | None = Field(
+        None, description="knowledge file the default agent answers from"
     )
-    stt_threads: int = Field(1, ge=1, le=64, description="cores per decode")
-    stt_beam: int = Field(1, ge=1, le=10, description="beam width of a decode; 1 is greedy")
-    stt_url: str | None = Field(None, description="OpenAI-compatible transcription server")
-    stt_key: str | None = None
-    tts_voice: Path | None = Field(None, description="Piper voice (.onnx, with .onnx.json)")
-    tts_url: str | None = Field(None, description="OpenAI-compatible speech server")
-    tts_key: str | None = None
-    tts_remote_voice: str = "alloy"
-    knowledge: Path | None = Field(None, description="knowledge file for the default brain")
-    llm_url: str | None = Field(None, description="OpenAI-compatible chat completions server")
-    llm_model: str = "gpt-4o-mini"
-    llm_key: str | None = None
-    redis_url: str | None = None
+    stt: SttSettings = Field(default_factory=SttSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    redis_url: str | None = Field(
+        None, description="Redis the server processes share limits and browser tokens through"
+    )
     public_url: str | None = Field(
         None, description="external base URL (https://host) when behind a proxy"
     )
@@ -132,7 +203,7 @@ class Settings(BaseSettings):
     freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
 
-    config_file: Path | None = Field(None, exclude=True)
+    config_file: Path | None = Field(None, exclude=True, description="TOML settings file")
 
     @classmethod
     def settings_customise_sources(
@@ -143,7 +214,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            SectionedEnvSource(settings_cls),
+        ]
         config_file = init_settings().get("config_file")
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import stat
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from voxline.auth.keys import KeyStore
+from voxline.cli.setting_flags import SettingFlags
 from voxline.config import Settings
 from voxline.server.workers import run_server
 from voxline.store.database import Database
@@ -41,64 +41,40 @@ def quickstart_key(settings: Settings) -> str:
     return secret
 
 
+SERVE_FLAGS: Final = SettingFlags(
+    {
+        "--host": "host",
+        "--port": "port",
+        "--workers": "workers",
+        "--config": "config_file",
+        "--agent": "agent",
+        "--data-dir": "data_dir",
+        "--redis-url": "redis_url",
+        "--knowledge": "knowledge",
+        "--stt-model": "stt.model",
+        "--stt-model-8k": "stt.model_8k",
+        "--tts-voice": "tts.voice",
+        "--llm-url": "llm.url",
+        "--llm-model": "llm.model",
+        "--llm-key": "llm.key",
+    }
+)
+
+
+@SERVE_FLAGS.add_options
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="server processes sharing the port (needs --redis-url)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
-    agent: Annotated[str | None, typer.Option(help="echo or default")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="keys and call records live here")] = None,
-    redis_url: Annotated[
-        str | None, typer.Option(help="share limits and tokens between processes")
-    ] = None,
-    knowledge: Annotated[
-        Path | None, typer.Option(help="knowledge file for the default agent's answers")
-    ] = None,
-    stt_model: Annotated[
-        str | None, typer.Option(help="CTranslate2 Whisper model directory for speech-to-text")
-    ] = None,
-    stt_model_8k: Annotated[
-        str | None, typer.Option(help="--stt-model for 8 kHz (telephone) sessions")
-    ] = None,
-    tts_voice: Annotated[Path | None, typer.Option(help="Piper voice (.onnx)")] = None,
-    llm_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible chat completions server")
-    ] = None,
-    llm_model: Annotated[str | None, typer.Option(help="model name for --llm-url")] = None,
-    llm_key: Annotated[
-        str | None, typer.Option(help="API key for --llm-url (or VOXLINE_LLM_KEY)")
-    ] = None,
     print_key: Annotated[
         bool, typer.Option("--print-key", help="show a quickstart test key on startup")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    **flags: Any,
 ) -> None:
-    """Start the server (settings: flags, then VOXLINE_* variables, then --config)."""
-    overrides: dict[str, Any] = {
-        name: value
-        for name, value in {
-            "host": host,
-            "port": port,
-            "workers": workers,
-            "agent": agent,
-            "data_dir": data_dir,
-            "redis_url": redis_url,
-            "knowledge": knowledge,
-            "stt_model": stt_model,
-            "stt_model_8k": stt_model_8k,
-            "tts_voice": tts_voice,
-            "llm_url": llm_url,
-            "llm_model": llm_model,
-            "llm_key": llm_key,
-            "config_file": config,
-        }.items()
-        if value is not None
-    }
+    """Start the server. Settings come from flags, then VOXLINE_* variables (--stt-model:
+    VOXLINE_STT_MODEL), then the --config TOML file (--stt-model: model in its stt table),
+    then defaults."""
     console = Console(stderr=True)
     try:
-        settings = Settings(**overrides)
+        settings = Settings(**SERVE_FLAGS.overrides(flags))
     except ValidationError as exc:
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"])

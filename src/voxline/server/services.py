@@ -54,36 +54,36 @@ def build_agent(settings: Settings) -> Agent:
     knowledge = KnowledgeBase.load(settings.knowledge) if settings.knowledge else None
     brain: Brain = (
         ChatCompletionsBrain(
-            settings.llm_url, model=settings.llm_model, api_key=settings.llm_key, client=http
+            settings.llm.url, model=settings.llm.model, api_key=settings.llm.key, client=http
         )
-        if settings.llm_url
+        if settings.llm.url
         else KnowledgeResponder(knowledge)
     )
     transcriber = functools.partial(
         load_transcriber,
-        remote_url=settings.stt_url,
-        remote_key=settings.stt_key,
-        workers=settings.stt_workers or default_workers(settings.workers),
-        threads=settings.stt_threads,
-        beam_size=settings.stt_beam,
+        remote_url=settings.stt.url,
+        remote_key=settings.stt.key,
+        workers=settings.stt.workers or default_workers(settings.workers),
+        threads=settings.stt.threads,
+        beam_size=settings.stt.beam,
     )
     return DefaultAgent(
         Engines(
-            stt=transcriber(settings.stt_model),
+            stt=transcriber(settings.stt.model),
             tts=CachingSynthesizer(
                 load_synthesizer(
-                    str(settings.tts_voice) if settings.tts_voice else None,
-                    remote_url=settings.tts_url,
-                    remote_key=settings.tts_key,
-                    remote_voice=settings.tts_remote_voice,
+                    str(settings.tts.voice) if settings.tts.voice else None,
+                    remote_url=settings.tts.url,
+                    remote_key=settings.tts.key,
+                    remote_voice=settings.tts.remote_voice,
                 )
             ),
             brain=brain,
             knowledge=knowledge,
             http=http,
-            file_hits_as_context=settings.llm_url is not None,
+            file_hits_as_context=settings.llm.url is not None,
             likely_lines=brain.likely_lines() if isinstance(brain, KnowledgeResponder) else (),
-            stt_8k=transcriber(settings.stt_model_8k) if settings.stt_model_8k else None,
+            stt_8k=transcriber(settings.stt.model_8k) if settings.stt.model_8k else None,
         )
     )
 
