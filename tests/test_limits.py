@@ -11,11 +11,11 @@ from redis.asyncio import Redis
 
 from voxline.auth.keys import ApiKey
 from voxline.config import LimitSettings
-from voxline.limits import memory
-from voxline.limits.backend import StateBackend
-from voxline.limits.memory import MemoryBackend
 from voxline.limits.policy import LimitPolicy, Rejection, SessionLease
-from voxline.limits.redis import RedisBackend
+from voxline.state import memory
+from voxline.state.backend import StateBackend
+from voxline.state.memory import MemoryBackend
+from voxline.state.redis import RedisBackend
 
 # Short enough to keep the suite fast, long enough not to lapse between two awaits.
 TTL = 0.2

@@ -18,12 +18,13 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from voxline.admission import Caller
 from voxline.protocol import events
 from voxline.protocol.errors import CloseCode
-from voxline.server.services import Caller, Services
 from voxline.session.agent import SessionInfo
 from voxline.session.session import Outbound, Session
 from voxline.store.calls import CallRecord
+from voxline.transports.services import CallServices
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class CallSocket:
 
 
 async def run_call(
-    services: Services,
+    services: CallServices,
     conn: Line,
     caller: Caller,
     info: SessionInfo,
@@ -152,7 +153,7 @@ async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> N
         reader.result()
 
 
-async def _watch(services: Services, session: Session, caller: Caller) -> None:
+async def _watch(services: CallServices, session: Session, caller: Caller) -> None:
     """Every few seconds: keep the lease alive, spend audio against the daily cap, and end
     sessions that outlive the maximum."""
     spent = 0.0
@@ -171,7 +172,7 @@ async def _watch(services: Services, session: Session, caller: Caller) -> None:
             await session.end("max_duration")
 
 
-async def _finish(services: Services, conn: Line, session: Session) -> None:
+async def _finish(services: CallServices, conn: Line, session: Session) -> None:
     metrics = services.metrics
     stats = session.stats
     audio_in = session.audio_in_seconds
