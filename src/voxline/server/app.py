@@ -37,6 +37,7 @@ _TRANSPORTS_SERVICES: type[CallServices] = Services
 
 
 async def _bearer_key(request: Request, scope: str) -> ApiKey | Rejection:
+    """The key of the request's ``Authorization: Bearer`` secret, admitted for ``scope``."""
     services: Services = request.app.state.services
     return await services.admission.bearer(
         request.headers.get("authorization", ""),
