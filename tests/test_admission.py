@@ -279,21 +279,20 @@ async def test_failed_authentications_block_the_address(gate: Gate, failure: Att
 
 
 @pytest.mark.parametrize(
-    ("refusal", "code"),
+    ("refusal", "presents", "code"),
     [
-        (_malformed_bearer, "unauthorized"),
-        (_token_elsewhere, "origin_not_allowed"),
-        (_page, "internal_error"),
-        (_phone, "unauthorized"),
+        (_malformed_bearer, "a real key", "unauthorized"),
+        (_token_elsewhere, "a real key", "origin_not_allowed"),
+        (_page, "an unknown key", "internal_error"),
+        (_phone, "an unknown key", "unauthorized"),
     ],
     ids=["malformed-bearer", "token-from-another-origin", "page-key", "phone-key"],
 )
 async def test_what_no_one_guessed_counts_no_failed_authentication(
-    gate: Gate, refusal: Attempt, code: str
+    gate: Gate, refusal: Attempt, presents: str, code: str
 ) -> None:
     good = await gate.issue()
-    wrong = good if refusal is _malformed_bearer or refusal is _token_elsewhere else UNKNOWN
     for _ in range(AUTH_FAILURES_PER_MINUTE + 1):
-        refused = await refusal(gate.admission, wrong)
+        refused = await refusal(gate.admission, good if presents == "a real key" else UNKNOWN)
         assert isinstance(refused, Rejection) and refused.code == code
     assert isinstance(await _socket(gate.admission, good), Caller)
