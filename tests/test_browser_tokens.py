@@ -14,8 +14,6 @@ import pytest
 from tests.conftest import OPEN_LIMITS
 from tests.support.caller import Caller
 from tests.support.server import RunningServer, run_server
-from voxline.auth.keys import KeyStore
-from voxline.store.database import Database
 
 ORIGIN = "https://app.example.com"
 DEV_ORIGIN = "http://localhost:5173"
@@ -100,14 +98,6 @@ async def assert_session_works(caller: Caller) -> None:
     assert (await caller.wait_for("dtmf"))["digit"] == "7"
 
 
-def revoke(server: RunningServer, secret: str) -> None:
-    with Database(server.data_dir / "voxline.db") as db:
-        store = KeyStore(db)
-        key = store.authenticate(secret)
-        assert key is not None
-        assert store.revoke(key.id)
-
-
 # Minting: POST /v1/omni/sessions
 
 
@@ -115,7 +105,6 @@ def revoke(server: RunningServer, secret: str) -> None:
     "authorization",
     [
         None,
-        "Bearer vx_test_not-a-real-key-but-long-enough-123456",
         "Bearer",
         "Basic dXNlcjpwYXNz",
     ],
@@ -129,11 +118,6 @@ async def test_minting_needs_a_valid_bearer_key(
             "/v1/omni/sessions", json={"allowed_origins": [ORIGIN]}, headers=headers
         )
     assert_envelope(response, 401, "unauthorized", "authentication_error")
-
-
-async def test_minting_needs_the_session_scope(echo_server: RunningServer) -> None:
-    key = echo_server.create_key(scopes=("calls:read",))
-    assert_envelope(await mint(echo_server, key), 403, "forbidden", "permission_error")
 
 
 async def test_a_key_with_the_wildcard_scope_mints(echo_server: RunningServer) -> None:
@@ -307,15 +291,6 @@ async def test_a_token_is_not_a_secret_key(echo_server: RunningServer) -> None:
     assert_envelope(calls, 401, "unauthorized", "authentication_error")
 
 
-async def test_a_token_of_a_revoked_key_is_4401(echo_server: RunningServer) -> None:
-    key = echo_server.create_key()
-    token = (await mint_token(echo_server, key))["token"]
-    await asyncio.to_thread(revoke, echo_server, key)
-    code, _, event = await refused_with_token(echo_server, token)
-    assert (code, event["code"]) == (4401, "unauthorized")
-    assert_envelope(await mint(echo_server, key), 401, "unauthorized", "authentication_error")
-
-
 async def test_the_token_session_label_names_the_session(echo_server: RunningServer) -> None:
     key = echo_server.create_key()
     token = (await mint_token(echo_server, key, session_label="front-desk"))["token"]
@@ -326,28 +301,6 @@ async def test_the_token_session_label_names_the_session(echo_server: RunningSer
 
 
 # Rate limits on minting
-
-
-@pytest.fixture(scope="module")
-def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    env = {**OPEN_LIMITS, "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": "2"}
-    with run_server(tmp_path_factory.mktemp("mint-limited"), env=env) as server:
-        yield server
-
-
-async def test_minting_past_the_key_rate_is_429_with_retry_after(
-    limited_server: RunningServer,
-) -> None:
-    key = limited_server.create_key()
-    for _ in range(2):
-        assert (await mint(limited_server, key)).status_code == 200
-    response = await mint(limited_server, key)
-    assert_envelope(response, 429, "rate_limit_exceeded", "rate_limit_error")
-    # Two per minute: the next one is about 30 s away.
-    assert response.headers["Retry-After"].isdigit()
-    assert 25 <= int(response.headers["Retry-After"]) <= 30
-    # The limit is the key's: another key on the same address is unaffected.
-    assert (await mint(limited_server, limited_server.create_key())).status_code == 200
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from voxline.auth.tokens import (
     validate_token_request,
 )
 from voxline.config import LimitSettings
-from voxline.limits.backend import StateBackend
 from voxline.limits.policy import LimitPolicy, Rejection, SessionLease
+from voxline.state.backend import StateBackend
 
 ORIGIN = "https://app.example.com"
 

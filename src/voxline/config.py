@@ -198,6 +198,12 @@ class Settings(BaseSettings):
         "unset: the page gets none (serve --print-key uses the quickstart key)",
     )
     max_session_seconds: float = Field(3600.0, gt=0)
+    idle_session_seconds: float | None = Field(
+        60.0,
+        gt=0,
+        description="a session in which neither side has sent or said anything this long is "
+        "closed (session_end idle_timeout); unset: never",
+    )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from voxline.bench.process import redis_server
-from voxline.limits.backend import StateBackend
-from voxline.limits.memory import MemoryBackend
-from voxline.limits.redis import RedisBackend
+from voxline.state.backend import StateBackend
+from voxline.state.memory import MemoryBackend
+from voxline.state.redis import RedisBackend
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,1 @@
-"""Who may connect: secret API keys with scopes, and browser tokens minted from them."""
+"""Credentials: secret API keys with their scopes, and browser tokens minted from them."""

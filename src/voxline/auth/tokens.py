@@ -20,8 +20,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from voxline.auth.keys import SCOPE_SESSION, ApiKey
-from voxline.limits.backend import StateBackend
 from voxline.protocol.connect import MAX_LABEL_CHARS
+from voxline.state.backend import StateBackend
 
 TOKEN_PREFIX = "vxt_"
 MIN_TTL_SECONDS = 1

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from voxline.auth.keys import ApiKey
 from voxline.config import LimitSettings
-from voxline.limits.backend import StateBackend
 from voxline.protocol.errors import Rejection
+from voxline.state.backend import StateBackend
 
 __all__ = ["LimitPolicy", "Rejection", "SessionLease"]
 

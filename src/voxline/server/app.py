@@ -26,29 +26,24 @@ from voxline.server.web import web_routes
 from voxline.store.calls import CallRecord
 from voxline.transports.freeswitch import audio_stream
 from voxline.transports.omni import omni_endpoint
+from voxline.transports.services import CallServices
 from voxline.transports.twilio import media_stream, voice_webhook
 
 MAX_BODY_BYTES = 16 * 1024
 
+#: The transports reach the services through a protocol of their own; mypy checks here that
+#: ``Services`` provides it.
+_TRANSPORTS_SERVICES: type[CallServices] = Services
+
 
 async def _bearer_key(request: Request, scope: str) -> ApiKey | Rejection:
-    """The secret key in ``Authorization: Bearer``, holding ``scope``, within its limits."""
+    """The key of the request's ``Authorization: Bearer`` secret, admitted for ``scope``."""
     services: Services = request.app.state.services
-    address = request.client.host if request.client else "unknown"
-    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return Rejection("unauthorized", "send Authorization: Bearer <secret key>")
-    blocked = await services.limits.check_auth_block(address)
-    if blocked is not None:
-        return Rejection("rate_limit_exceeded", "too many failed authentications", blocked)
-    key = await asyncio.to_thread(services.keys.authenticate, secret.strip())
-    if key is None:
-        await services.limits.record_auth_failure(address)
-        return Rejection("unauthorized", "invalid API key")
-    if not key.has_scope(scope):
-        return Rejection("forbidden", f"this key lacks the {scope} scope")
-    refused = await services.limits.check_connect(address, key.id)
-    return key if refused is None else refused
+    return await services.admission.bearer(
+        request.headers.get("authorization", ""),
+        scope=scope,
+        address=request.client.host if request.client else "unknown",
+    )
 
 
 async def create_session_token(request: Request) -> Response:

@@ -4,37 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass
 
 import httpx
 
 from voxline import __version__
+from voxline.admission import Admission
 from voxline.agents.echo import EchoAgent
-from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
-from voxline.auth.tokens import BrowserTokens, TokenError
+from voxline.auth.keys import KeyStore
+from voxline.auth.tokens import BrowserTokens
 from voxline.config import Settings
 from voxline.engines.vad_batch import ChildProcessInference, VadBatcher
-from voxline.limits.backend import StateBackend
-from voxline.limits.memory import MemoryBackend
-from voxline.limits.policy import LimitPolicy, SessionLease
-from voxline.protocol.errors import Rejection
+from voxline.limits.policy import LimitPolicy
 from voxline.server.metrics import Metrics
 from voxline.session.agent import Agent
+from voxline.state.backend import StateBackend
+from voxline.state.memory import MemoryBackend
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 from voxline.telephony.esl import EventSocket
 
 SERVER_NAME = f"voxline/{__version__}"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """An authenticated, admitted caller: the key it spends and the lease it holds."""
-
-    key: ApiKey
-    lease: SessionLease
-    token_id: str | None = None
-    token_label: str | None = None
 
 
 def build_agent(settings: Settings) -> Agent:
@@ -100,6 +89,7 @@ class Services:
         )
         self.tokens = BrowserTokens(self.backend)
         self.limits = LimitPolicy(self.backend, settings.limits)
+        self.admission = Admission(self.keys, self.tokens, self.limits)
         self.vad = VadBatcher(ChildProcessInference())
         self.agent = build_agent(settings)
         self.server_name = SERVER_NAME
@@ -147,51 +137,8 @@ class Services:
             return False
         return True
 
-    async def authenticate(
-        self, credential: str | None, *, address: str, origin: str | None
-    ) -> Caller | Rejection:
-        """Who is calling, whether they may, and a concurrency lease if so."""
-        blocked = await self.limits.check_auth_block(address)
-        if blocked is not None:
-            return Rejection(
-                "rate_limit_exceeded", "too many failed authentications", retry_after=blocked
-            )
-        if not credential:
-            await self.limits.record_auth_failure(address)
-            return Rejection(
-                "unauthorized", "missing credential: pass pyai-key.<KEY> as a subprotocol"
-            )
-        token_id: str | None = None
-        token_label: str | None = None
-        key: ApiKey | None
-        if credential.startswith("vxt_"):
-            try:
-                claims = await self.tokens.verify(credential, origin)
-            except TokenError as exc:
-                if exc.code == "unauthorized":
-                    await self.limits.record_auth_failure(address)
-                return Rejection(exc.code, str(exc))
-            key = await asyncio.to_thread(self.keys.get, claims.key_id)
-            if key is None or key.revoked_at is not None:
-                return Rejection("unauthorized", "the key behind this token was revoked")
-            token_id, token_label = claims.token_id, claims.session_label
-        else:
-            key = await asyncio.to_thread(self.keys.authenticate, credential)
-            if key is None:
-                await self.limits.record_auth_failure(address)
-                return Rejection("unauthorized", "invalid API key")
-        if not key.has_scope(SCOPE_SESSION):
-            return Rejection("forbidden", f"this key lacks the {SCOPE_SESSION} scope")
-        refused = await self.limits.check_connect(address, key.id)
-        if refused is not None:
-            return refused
-        lease = await self.limits.acquire_session(key, token_id=token_id)
-        if isinstance(lease, Rejection):
-            return lease
-        return Caller(key, lease, token_id, token_label)
-
 
 def _redis_backend(url: str) -> StateBackend:
-    from voxline.limits.redis import RedisBackend
+    from voxline.state.redis import RedisBackend
 
     return RedisBackend(url)

@@ -9,7 +9,6 @@ who can reach the endpoint can spend the page key's sessions: it is on only when
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,7 +17,6 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from voxline.auth.keys import SCOPE_SESSION
 from voxline.auth.tokens import DEFAULT_TTL_SECONDS, TokenRequest, normalize_origin
 from voxline.protocol.errors import Rejection
 from voxline.server.issuing import error_response, issue_token
@@ -65,18 +63,10 @@ async def page_token(request: Request) -> Response:
         return error_response(
             Rejection("origin_not_allowed", "only this server's own page may get a page token")
         )
-    key = await asyncio.to_thread(services.keys.authenticate, web_key)
-    if key is None or not key.has_scope(SCOPE_SESSION):
-        return error_response(
-            Rejection(
-                "internal_error",
-                f"the server's page key is unknown, revoked or lacks {SCOPE_SESSION}",
-            )
-        )
     address = request.client.host if request.client else "unknown"
-    refused = await services.limits.check_connect(address, key.id)
-    if refused is not None:
-        return error_response(refused)
+    key = await services.admission.page(web_key, address=address)
+    if isinstance(key, Rejection):
+        return error_response(key)
     spec = TokenRequest(
         allowed_origins=[normalize_origin(origin)],
         ttl_seconds=DEFAULT_TTL_SECONDS,

@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from voxline.admission import Caller
 from voxline.protocol import events
 from voxline.protocol.errors import CloseCode
-from voxline.server.services import Caller, Services
 from voxline.session.agent import SessionInfo
 from voxline.session.outbound import Outbound
 from voxline.session.session import Session
 from voxline.store.calls import CallRecord
+from voxline.transports.services import CallServices
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class CallSocket:
 
 
 async def run_call(
-    services: Services,
+    services: CallServices,
     conn: Line,
     caller: Caller,
     info: SessionInfo,
@@ -101,7 +102,14 @@ async def run_call(
 ) -> None:
     """Run one call to its end and leave its record, however it ends."""
     metrics = services.metrics
-    session = Session(info, conn, services.agent, services.vad, observer=metrics)
+    session = Session(
+        info,
+        conn,
+        services.agent,
+        services.vad,
+        observer=metrics,
+        idle_seconds=services.settings.idle_session_seconds,
+    )
     record = CallRecord(
         call_id=info.call_id,
         key_id=caller.key.id,
@@ -149,7 +157,7 @@ async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> N
         reader.result()
 
 
-async def _watch(services: Services, session: Session, caller: Caller) -> None:
+async def _watch(services: CallServices, session: Session, caller: Caller) -> None:
     """Every few seconds: keep the lease alive, spend audio against the daily cap, end
     sessions that outlive the maximum, and let the session see the time pass (idle calls)."""
     spent = 0.0
@@ -169,7 +177,7 @@ async def _watch(services: Services, session: Session, caller: Caller) -> None:
             await session.end("max_duration")
 
 
-async def _finish(services: Services, conn: Line, session: Session) -> None:
+async def _finish(services: CallServices, conn: Line, session: Session) -> None:
     metrics = services.metrics
     stats = session.stats
     audio_in = session.audio_in_seconds

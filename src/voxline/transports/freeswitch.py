@@ -23,13 +23,13 @@ from starlette.websockets import WebSocket
 
 from voxline.protocol.client_frames import DTMF_DIGITS, Dtmf
 from voxline.protocol.errors import CloseCode, Rejection
-from voxline.server.services import Services
 from voxline.session.agent import SessionInfo
 from voxline.session.session import Session
 from voxline.telephony.esl import EslError, EventSocket
 from voxline.telephony.esl_protocol import EslEvent
 from voxline.transports.call import run_call, until_ended
-from voxline.transports.phone import PhoneLine, admit, start_configure
+from voxline.transports.phone import PhoneLine, start_configure
+from voxline.transports.services import CallServices
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ async def _channel_metadata(websocket: WebSocket) -> dict[str, Any] | None:
 
 
 async def audio_stream(websocket: WebSocket) -> None:
-    services: Services = websocket.app.state.services
+    services: CallServices = websocket.app.state.services
     settings = services.settings
     expected = settings.freeswitch.stream_token
     token = websocket.query_params.get("token", "")
@@ -129,7 +129,8 @@ async def audio_stream(websocket: WebSocket) -> None:
         await websocket.close(CloseCode.BAD_REQUEST, "no channel uuid")
         return
     esl = services.event_socket
-    caller = await admit(services)
+    address = websocket.client.host if websocket.client else "unknown"
+    caller = await services.admission.phone(settings.phone.key_id, address=address)
     if isinstance(caller, Rejection):
         log.warning("freeswitch call %s refused: %s", channel, caller.message)
         services.metrics.rejections.labels(caller.code).inc()

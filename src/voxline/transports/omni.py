@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
+from voxline.admission import Caller
 from voxline.protocol import call_control, client_frames, events
 from voxline.protocol.call_control import HangUp, SendDigits, Transfer
 from voxline.protocol.connect import parse_connect, select_subprotocol
@@ -27,10 +28,10 @@ from voxline.protocol.frames import (
     encode_event,
     negotiate_framing,
 )
-from voxline.server.services import Caller, Services
 from voxline.session.agent import SessionInfo
 from voxline.session.session import Session
 from voxline.transports.call import CallerGone, CallSocket, run_call, until_ended
+from voxline.transports.services import CallServices
 
 FIRST_FRAME_TIMEOUT = 0.5
 
@@ -87,7 +88,7 @@ async def _first_message(websocket: WebSocket) -> tuple[Inbound | None, bool]:
 
 
 async def omni_endpoint(websocket: WebSocket) -> None:
-    services: Services = websocket.app.state.services
+    services: CallServices = websocket.app.state.services
     offered = list(websocket.scope.get("subprotocols", []))
     headers = {
         k.decode("latin-1").lower(): v.decode("latin-1") for k, v in websocket.scope["headers"]
@@ -109,7 +110,9 @@ async def omni_endpoint(websocket: WebSocket) -> None:
         services.metrics.rejections.labels(request.code).inc()
         await conn.reject(request)
         return
-    caller = await services.authenticate(request.credential, address=address, origin=request.origin)
+    caller = await services.admission.socket(
+        request.credential, address=address, origin=request.origin
+    )
     if isinstance(caller, Rejection):
         services.metrics.rejections.labels(caller.code).inc()
         await conn.reject(caller)
@@ -124,7 +127,7 @@ async def omni_endpoint(websocket: WebSocket) -> None:
 
 
 async def _run_call(
-    services: Services,
+    services: CallServices,
     conn: OmniConnection,
     caller: Caller,
     info: SessionInfo,
@@ -151,7 +154,7 @@ async def _run_call(
     await run_call(services, conn, caller, info, transport="omni", converse=converse)
 
 
-async def _read_messages(services: Services, conn: OmniConnection, session: Session) -> None:
+async def _read_messages(services: CallServices, conn: OmniConnection, session: Session) -> None:
     while not session.ended.is_set():
         data = await conn.receive()
         if data is None:
@@ -169,7 +172,7 @@ async def _read_messages(services: Services, conn: OmniConnection, session: Sess
 
 
 async def _handle(
-    services: Services, conn: OmniConnection, session: Session, inbound: Inbound
+    services: CallServices, conn: OmniConnection, session: Session, inbound: Inbound
 ) -> None:
     match inbound:
         case Audio(pcm=pcm):

@@ -1,5 +1,5 @@
-"""What phone calls share, through Twilio or FreeSWITCH: whose key they spend, the
-``configure`` they start with, and call control.
+"""What phone calls share, through Twilio or FreeSWITCH: the ``configure`` they start with,
+and call control (the phone key they spend is admitted by ``Admission.phone``).
 
 A phone has no client to read ``transfer_to_human`` or ``end_call``: the phone line acts on
 them, once the caller has heard the agent's line about it (the session carries call control
@@ -8,7 +8,6 @@ out after the reply's audio).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
@@ -16,32 +15,15 @@ from dataclasses import replace
 
 from starlette.websockets import WebSocket
 
-from voxline.auth.keys import SCOPE_SESSION
 from voxline.config import Settings
 from voxline.protocol import client_frames
 from voxline.protocol.call_control import HangUp, SendDigits, Transfer
 from voxline.protocol.client_frames import Configure
-from voxline.protocol.errors import Rejection
 from voxline.protocol.events import Event
-from voxline.server.services import Caller, Services
 from voxline.session.session import Session
 from voxline.transports.call import CallSocket
 
 log = logging.getLogger(__name__)
-
-
-async def admit(services: Services) -> Caller | Rejection:
-    """A lease on the configured phone key, within its concurrency and daily cap."""
-    key_id = services.settings.phone.key_id
-    if key_id is None:
-        return Rejection("unauthorized", "phone calls need a key: set VOXLINE_PHONE_KEY_ID")
-    key = await asyncio.to_thread(services.keys.get, key_id)
-    if key is None or key.revoked:
-        return Rejection("unauthorized", "the phone key does not exist or was revoked")
-    if not key.has_scope(SCOPE_SESSION):
-        return Rejection("forbidden", f"the phone key lacks the {SCOPE_SESSION} scope")
-    lease = await services.limits.acquire_session(key)
-    return lease if isinstance(lease, Rejection) else Caller(key, lease)
 
 
 def start_configure(settings: Settings, out_rate: int) -> Configure:

@@ -25,7 +25,6 @@ from voxline.audio.pcm import pcm16_samples
 from voxline.config import TwilioSettings
 from voxline.protocol.client_frames import DTMF_DIGITS, Dtmf
 from voxline.protocol.errors import CloseCode, Rejection
-from voxline.server.services import Services
 from voxline.session.agent import SessionInfo
 from voxline.session.session import Session
 from voxline.telephony import twilio_media
@@ -40,7 +39,8 @@ from voxline.telephony.twilio_voice import (
 )
 from voxline.telephony.twilio_voice import stream_twiml as twiml_for_stream
 from voxline.transports.call import run_call, until_ended
-from voxline.transports.phone import PhoneLine, admit, start_configure
+from voxline.transports.phone import PhoneLine, start_configure
+from voxline.transports.services import CallServices
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _forbidden(message: str) -> Response:
 
 async def voice_webhook(request: Request) -> Response:
     """Answer a call: check Twilio signed the request, then stream the call here."""
-    services: Services = request.app.state.services
+    services: CallServices = request.app.state.services
     settings = services.settings.twilio
     if settings.auth_token is None or settings.public_host is None:
         return _not_configured()
@@ -150,7 +150,7 @@ async def _stream_start(websocket: WebSocket) -> twilio_media.Start | None:
 
 
 async def media_stream(websocket: WebSocket) -> None:
-    services: Services = websocket.app.state.services
+    services: CallServices = websocket.app.state.services
     settings = services.settings
     await websocket.accept()
     try:
@@ -168,7 +168,8 @@ async def media_stream(websocket: WebSocket) -> None:
         services.metrics.rejections.labels("unauthorized").inc()
         await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
         return
-    caller = await admit(services)
+    address = websocket.client.host if websocket.client else "unknown"
+    caller = await services.admission.phone(settings.phone.key_id, address=address)
     if isinstance(caller, Rejection):
         log.warning("twilio call %s refused: %s", start.call_sid, caller.message)
         services.metrics.rejections.labels(caller.code).inc()

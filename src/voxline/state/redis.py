@@ -76,7 +76,7 @@ def _ms(seconds: float) -> int:
 
 
 class RedisBackend:
-    """A :class:`~voxline.limits.backend.StateBackend` in Redis.
+    """A :class:`~voxline.state.backend.StateBackend` in Redis.
 
     Leases live in a sorted set per bucket scored by expiry; a Lua script prunes lapsed
     leases, counts and adds in one atomic step. Keys are prefixed with ``namespace`` so

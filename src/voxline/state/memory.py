@@ -24,7 +24,7 @@ def gcra(tat: float, now: float, limit: int, window_s: float) -> tuple[float | N
 
 
 class MemoryBackend:
-    """A :class:`~voxline.limits.backend.StateBackend` in this process's memory.
+    """A :class:`~voxline.state.backend.StateBackend` in this process's memory.
 
     No method awaits, so each runs to completion before another coroutine on the event
     loop can start: that is what makes them atomic. Use it from one event loop. Time is

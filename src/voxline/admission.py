@@ -1,0 +1,155 @@
+"""The one gate of every way in: who is calling, whether they may, and a lease if so.
+
+Each way in is one method of :class:`Admission`, composed of the same steps in the same
+order, skipping those that do not apply to it: the address's block after failed
+authentications, the key (by secret, or by id behind a browser token or the phone line),
+refusing revoked keys, the scope, the connect rate of the address and of the key, and for a
+session a concurrency lease. Each returns what it admits or the protocol's
+:class:`Rejection`.
+
+Only credentials a client presents count as failed authentications: a bad page or phone key
+is the server's own configuration, not someone guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
+from voxline.auth.tokens import TOKEN_PREFIX, BrowserTokens, TokenClaims, TokenError
+from voxline.limits.policy import LimitPolicy, SessionLease
+from voxline.protocol.errors import Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An admitted session: the key it spends, the lease it holds, and the browser token it
+    came with, if one."""
+
+    key: ApiKey
+    lease: SessionLease
+    token_id: str | None = None
+    token_label: str | None = None
+
+
+def _lacks(scope: str) -> Rejection:
+    return Rejection("forbidden", f"this key lacks the {scope} scope")
+
+
+class Admission:
+    def __init__(self, keys: KeyStore, tokens: BrowserTokens, limits: LimitPolicy) -> None:
+        self._keys = keys
+        self._tokens = tokens
+        self._limits = limits
+
+    async def socket(
+        self, credential: str | None, *, address: str, origin: str | None
+    ) -> Caller | Rejection:
+        """A realtime session: a secret key, or a browser token presented from ``origin``."""
+        blocked = await self._blocked(address)
+        if blocked is not None:
+            return blocked
+        if not credential:
+            return await self._failed(
+                address, "missing credential: pass pyai-key.<KEY> as a subprotocol"
+            )
+        if credential.startswith(TOKEN_PREFIX):
+            return await self._token(credential, address=address, origin=origin)
+        key = await self._by_secret(credential)
+        if key is None:
+            return await self._failed(address, "invalid API key")
+        return await self._session(key, address, _lacks(SCOPE_SESSION))
+
+    async def bearer(self, authorization: str, *, scope: str, address: str) -> ApiKey | Rejection:
+        """A REST request: the secret key of its ``Authorization: Bearer`` header, holding
+        ``scope``."""
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            return Rejection("unauthorized", "send Authorization: Bearer <secret key>")
+        blocked = await self._blocked(address)
+        if blocked is not None:
+            return blocked
+        key = await self._by_secret(secret)
+        if key is None:
+            return await self._failed(address, "invalid API key")
+        refused = await self._enter(key, scope, address, _lacks(scope))
+        return key if refused is None else refused
+
+    async def page(self, web_key: str, *, address: str) -> ApiKey | Rejection:
+        """The server's page key (``web_key``), to mint a browser token for its own page.
+        The browser is not at fault if the key is unusable: that is an ``internal_error``."""
+        unusable = Rejection(
+            "internal_error", f"the server's page key is unknown, revoked or lacks {SCOPE_SESSION}"
+        )
+        key = await self._by_secret(web_key)
+        if key is None:
+            return unusable
+        refused = await self._enter(key, SCOPE_SESSION, address, unusable)
+        return key if refused is None else refused
+
+    async def phone(self, key_id: str | None, *, address: str) -> Caller | Rejection:
+        """A phone call, on the configured phone key. ``address`` is the telephony side's
+        (Twilio's, FreeSWITCH's): its connects count like any client's."""
+        if key_id is None:
+            return Rejection("unauthorized", "phone calls need a key: set VOXLINE_PHONE_KEY_ID")
+        key = await self._by_id(key_id)
+        if key is None:
+            return Rejection("unauthorized", "the phone key does not exist or was revoked")
+        lacking = Rejection("forbidden", f"the phone key lacks the {SCOPE_SESSION} scope")
+        return await self._session(key, address, lacking)
+
+    async def _token(self, token: str, *, address: str, origin: str | None) -> Caller | Rejection:
+        try:
+            claims = await self._tokens.verify(token, origin)
+        except TokenError as exc:
+            # A token from the wrong origin is a real token: no one is guessing.
+            if exc.code == "unauthorized":
+                await self._limits.record_auth_failure(address)
+            return Rejection(exc.code, str(exc))
+        key = await self._by_id(claims.key_id)
+        if key is None:
+            return Rejection("unauthorized", "the key behind this token was revoked")
+        return await self._session(key, address, _lacks(SCOPE_SESSION), claims)
+
+    # ---- the steps ----------------------------------------------------------------------
+
+    async def _blocked(self, address: str) -> Rejection | None:
+        retry_after = await self._limits.check_auth_block(address)
+        if retry_after is None:
+            return None
+        return Rejection("rate_limit_exceeded", "too many failed authentications", retry_after)
+
+    async def _failed(self, address: str, message: str) -> Rejection:
+        await self._limits.record_auth_failure(address)
+        return Rejection("unauthorized", message)
+
+    async def _by_secret(self, secret: str) -> ApiKey | None:
+        """The active key of this secret (the store never answers with a revoked one)."""
+        return await asyncio.to_thread(self._keys.authenticate, secret)
+
+    async def _by_id(self, key_id: str) -> ApiKey | None:
+        """The active key of this id."""
+        key = await asyncio.to_thread(self._keys.get, key_id)
+        return None if key is None or key.revoked else key
+
+    async def _enter(
+        self, key: ApiKey, scope: str, address: str, lacking: Rejection
+    ) -> Rejection | None:
+        """The scope, then one connect counted against the address's and the key's rates."""
+        if not key.has_scope(scope):
+            return lacking
+        return await self._limits.check_connect(address, key.id)
+
+    async def _session(
+        self, key: ApiKey, address: str, lacking: Rejection, token: TokenClaims | None = None
+    ) -> Caller | Rejection:
+        refused = await self._enter(key, SCOPE_SESSION, address, lacking)
+        if refused is not None:
+            return refused
+        token_id = token.token_id if token is not None else None
+        lease = await self._limits.acquire_session(key, token_id=token_id)
+        if isinstance(lease, Rejection):
+            return lease
+        return Caller(key, lease, token_id, token.session_label if token is not None else None)

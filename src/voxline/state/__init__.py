@@ -1,0 +1,1 @@
+"""Expiring state shared by server processes: browser tokens, rates and concurrency slots."""

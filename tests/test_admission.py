@@ -1,0 +1,298 @@
+"""The admission gate: every way in refuses the same things with the messages clients see,
+counts failed authentications only where a client presented the credential, and admits with
+what the caller needs; on a real SQLite key store, state backend and limit policy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from voxline.admission import Admission, Caller
+from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey, KeyStore
+from voxline.auth.tokens import BrowserTokens
+from voxline.config import LimitSettings
+from voxline.limits.policy import LimitPolicy, SessionLease
+from voxline.protocol.errors import Rejection
+from voxline.state.memory import MemoryBackend
+from voxline.store.database import Database
+
+ADDRESS = "192.0.2.10"
+ORIGIN = "https://app.example.com"
+CONNECTS_PER_MINUTE_PER_KEY = 2
+AUTH_FAILURES_PER_MINUTE = 3
+KEY_BUSY = "this key already has 1 concurrent sessions"
+PAGE_KEY_UNUSABLE = "the server's page key is unknown, revoked or lacks omni:session"
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A key's id and secret, and a browser token of it (minted while it could mint)."""
+
+    key_id: str
+    secret: str
+    token: str
+
+
+UNKNOWN = Issued("key_00000000", "vx_test_" + "x" * 43, "vxt_" + "x" * 43)
+
+
+@dataclass
+class Gate:
+    admission: Admission
+    keys: KeyStore
+    tokens: BrowserTokens
+
+    async def issue(
+        self, *, scopes: tuple[str, ...] = (SCOPE_SESSION, SCOPE_CALLS_READ), **limits: int
+    ) -> Issued:
+        key, secret = await asyncio.to_thread(self.keys.create, env="live", scopes=scopes, **limits)
+        token = UNKNOWN.token
+        if key.has_scope(SCOPE_SESSION):
+            minted = await self.tokens.mint(key, allowed_origins=[ORIGIN], session_label="desk")
+            token = minted.token
+        return Issued(key.id, secret, token)
+
+    def revoke(self, issued: Issued) -> None:
+        assert self.keys.revoke(issued.key_id)
+
+
+@pytest.fixture
+def make_gate(tmp_path: Path) -> Iterator[Callable[..., Gate]]:
+    databases: list[Database] = []
+
+    def make(**limits: int) -> Gate:
+        db = Database(tmp_path / f"voxline-{len(databases)}.db")
+        databases.append(db)
+        backend = MemoryBackend()
+        settings = LimitSettings(
+            **{  # type: ignore[arg-type]
+                "connects_per_minute_per_key": 1000,
+                "connects_per_minute_per_address": 1000,
+                "auth_failures_per_minute_per_address": AUTH_FAILURES_PER_MINUTE,
+                **limits,
+            }
+        )
+        keys, tokens = KeyStore(db), BrowserTokens(backend)
+        return Gate(Admission(keys, tokens, LimitPolicy(backend, settings)), keys, tokens)
+
+    yield make
+    for db in databases:
+        db.close()
+
+
+@pytest.fixture
+def gate(make_gate: Callable[..., Gate]) -> Gate:
+    return make_gate()
+
+
+Admitted = ApiKey | Caller | Rejection
+Attempt = Callable[[Admission, Issued], Awaitable[Admitted]]
+
+
+def _socket(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    return admission.socket(issued.secret, address=ADDRESS, origin=None)
+
+
+def _token(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    return admission.socket(issued.token, address=ADDRESS, origin=ORIGIN)
+
+
+def _bearer(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    authorization = f"Bearer {issued.secret}"
+    return admission.bearer(authorization, scope=SCOPE_CALLS_READ, address=ADDRESS)
+
+
+def _page(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    return admission.page(issued.secret, address=ADDRESS)
+
+
+def _phone(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    return admission.phone(issued.key_id, address=ADDRESS)
+
+
+#: Every way in, and the scope it needs.
+DOORS: dict[str, tuple[Attempt, str]] = {
+    "socket": (_socket, SCOPE_SESSION),
+    "token": (_token, SCOPE_SESSION),
+    "bearer": (_bearer, SCOPE_CALLS_READ),
+    "page": (_page, SCOPE_SESSION),
+    "phone": (_phone, SCOPE_SESSION),
+}
+
+# Tokens are minted only from keys with the session scope, so no token lacks it; a REST
+# request and the page's token minting hold no session, so no concurrency limit refuses them.
+REFUSALS = [
+    ("socket", "unknown", "unauthorized", "invalid API key"),
+    ("socket", "revoked", "unauthorized", "invalid API key"),
+    ("socket", "scope", "forbidden", "this key lacks the omni:session scope"),
+    ("socket", "rate", "rate_limit_exceeded", "too many connections for this key"),
+    ("socket", "concurrency", "concurrency_limit_exceeded", KEY_BUSY),
+    ("token", "unknown", "unauthorized", "unknown or expired session token"),
+    ("token", "revoked", "unauthorized", "the key behind this token was revoked"),
+    ("token", "rate", "rate_limit_exceeded", "too many connections for this key"),
+    ("token", "concurrency", "concurrency_limit_exceeded", "this session token is already in use"),
+    ("bearer", "unknown", "unauthorized", "invalid API key"),
+    ("bearer", "revoked", "unauthorized", "invalid API key"),
+    ("bearer", "scope", "forbidden", "this key lacks the calls:read scope"),
+    ("bearer", "rate", "rate_limit_exceeded", "too many connections for this key"),
+    ("page", "unknown", "internal_error", PAGE_KEY_UNUSABLE),
+    ("page", "revoked", "internal_error", PAGE_KEY_UNUSABLE),
+    ("page", "scope", "internal_error", PAGE_KEY_UNUSABLE),
+    ("page", "rate", "rate_limit_exceeded", "too many connections for this key"),
+    ("phone", "unknown", "unauthorized", "the phone key does not exist or was revoked"),
+    ("phone", "revoked", "unauthorized", "the phone key does not exist or was revoked"),
+    ("phone", "scope", "forbidden", "the phone key lacks the omni:session scope"),
+    ("phone", "rate", "rate_limit_exceeded", "too many connections for this key"),
+    ("phone", "concurrency", "concurrency_limit_exceeded", KEY_BUSY),
+]
+
+
+async def _release(admitted: Admitted) -> None:
+    if isinstance(admitted, Caller):
+        await admitted.lease.release()
+
+
+@pytest.mark.parametrize(
+    ("door", "refusal", "code", "message"), REFUSALS, ids=[f"{d}-{r}" for d, r, *_ in REFUSALS]
+)
+async def test_every_way_in_refuses(
+    make_gate: Callable[..., Gate], door: str, refusal: str, code: str, message: str
+) -> None:
+    gate = make_gate(connects_per_minute_per_key=CONNECTS_PER_MINUTE_PER_KEY)
+    attempt, scope = DOORS[door]
+    issued = UNKNOWN
+    if refusal == "revoked":
+        issued = await gate.issue()
+        gate.revoke(issued)
+    elif refusal == "scope":
+        [other] = {SCOPE_SESSION, SCOPE_CALLS_READ} - {scope}
+        issued = await gate.issue(scopes=(other,))
+    elif refusal == "rate":
+        issued = await gate.issue()
+        for _ in range(CONNECTS_PER_MINUTE_PER_KEY):
+            admitted = await attempt(gate.admission, issued)
+            assert not isinstance(admitted, Rejection), admitted
+            await _release(admitted)
+    elif refusal == "concurrency":
+        issued = await gate.issue(concurrency=1)
+        assert isinstance(await attempt(gate.admission, issued), Caller)
+    refused = await attempt(gate.admission, issued)
+    assert isinstance(refused, Rejection)
+    assert (refused.code, refused.message) == (code, message)
+    if refusal == "rate":
+        assert refused.retry_after is not None
+        assert 0 < refused.retry_after <= 60 / CONNECTS_PER_MINUTE_PER_KEY
+    else:
+        assert refused.retry_after is None
+
+
+async def test_sessions_are_admitted_with_their_key_lease_and_token(gate: Gate) -> None:
+    issued = await gate.issue()
+    for attempt in (_socket, _phone):
+        caller = await attempt(gate.admission, issued)
+        assert isinstance(caller, Caller)
+        assert caller.key.id == issued.key_id
+        assert isinstance(caller.lease, SessionLease)
+        assert (caller.token_id, caller.token_label) == (None, None)
+        await caller.lease.release()
+    caller = await _token(gate.admission, issued)
+    assert isinstance(caller, Caller)
+    assert caller.key.id == issued.key_id
+    assert caller.token_id is not None
+    assert caller.token_label == "desk"
+
+
+async def test_rest_requests_and_page_tokens_hold_no_session(gate: Gate) -> None:
+    issued = await gate.issue(concurrency=1)
+    held = await _socket(gate.admission, issued)
+    assert isinstance(held, Caller)
+    for attempt in (_bearer, _page):
+        key = await attempt(gate.admission, issued)
+        assert isinstance(key, ApiKey)
+        assert key.id == issued.key_id
+
+
+async def test_a_phone_line_without_a_key_is_refused(gate: Gate) -> None:
+    refused = await gate.admission.phone(None, address=ADDRESS)
+    assert refused == Rejection(
+        "unauthorized", "phone calls need a key: set VOXLINE_PHONE_KEY_ID", None
+    )
+
+
+async def test_phone_calls_count_against_the_address_connect_rate(
+    make_gate: Callable[..., Gate],
+) -> None:
+    gate = make_gate(connects_per_minute_per_address=2)
+    issued = await gate.issue()
+    for _ in range(2):
+        caller = await _phone(gate.admission, issued)
+        assert isinstance(caller, Caller)
+        await caller.lease.release()
+    refused = await _phone(gate.admission, issued)
+    assert isinstance(refused, Rejection)
+    assert (refused.code, refused.message) == (
+        "rate_limit_exceeded",
+        "too many connections from this address",
+    )
+    # The address is the telephony side's: another one is counted on its own.
+    assert isinstance(await gate.admission.phone(issued.key_id, address="192.0.2.99"), Caller)
+
+
+def _missing_credential(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    return admission.socket(None, address=ADDRESS, origin=None)
+
+
+def _malformed_bearer(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    return admission.bearer(f"Basic {issued.secret}", scope=SCOPE_CALLS_READ, address=ADDRESS)
+
+
+def _token_elsewhere(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
+    return admission.socket(issued.token, address=ADDRESS, origin="https://evil.example")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [_missing_credential, _socket, _token, _bearer],
+    ids=["missing-credential", "socket-key", "token", "bearer-key"],
+)
+async def test_failed_authentications_block_the_address(gate: Gate, failure: Attempt) -> None:
+    for _ in range(AUTH_FAILURES_PER_MINUTE):
+        refused = await failure(gate.admission, UNKNOWN)
+        assert isinstance(refused, Rejection) and refused.code == "unauthorized"
+    good = await gate.issue()
+    for attempt in (_socket, _bearer):
+        blocked = await attempt(gate.admission, good)
+        assert isinstance(blocked, Rejection)
+        assert (blocked.code, blocked.message) == (
+            "rate_limit_exceeded",
+            "too many failed authentications",
+        )
+        assert blocked.retry_after is not None and blocked.retry_after > 0
+    # Another address is not blocked.
+    assert isinstance(
+        await gate.admission.socket(good.secret, address="192.0.2.99", origin=None), Caller
+    )
+
+
+@pytest.mark.parametrize(
+    ("refusal", "presents", "code"),
+    [
+        (_malformed_bearer, "a real key", "unauthorized"),
+        (_token_elsewhere, "a real key", "origin_not_allowed"),
+        (_page, "an unknown key", "internal_error"),
+        (_phone, "an unknown key", "unauthorized"),
+    ],
+    ids=["malformed-bearer", "token-from-another-origin", "page-key", "phone-key"],
+)
+async def test_what_no_one_guessed_counts_no_failed_authentication(
+    gate: Gate, refusal: Attempt, presents: str, code: str
+) -> None:
+    good = await gate.issue()
+    for _ in range(AUTH_FAILURES_PER_MINUTE + 1):
+        refused = await refusal(gate.admission, good if presents == "a real key" else UNKNOWN)
+        assert isinstance(refused, Rejection) and refused.code == code
+    assert isinstance(await _socket(gate.admission, good), Caller)
