@@ -43,32 +43,40 @@ class PhoneLine(CallSocket, ABC):
 
     Subclasses say how to carry audio and how to act on the call. The destination of a
     transfer is the configured one, never one the agent names: a language model must not
-    be able to dial anywhere. A transfer that fails leaves the caller with the agent.
+    be able to dial anywhere. A transfer or hang-up is carried out as the session closes,
+    once the call record has its reason: the far end's own close, which follows at once,
+    must not be taken for the caller hanging up.
     """
 
     def __init__(self, websocket: WebSocket) -> None:
         super().__init__(websocket)
         self.session: Session | None = None
-        self._settled = False  # transferred or hung up: nothing left to do at close
+        self._transferring = False
 
     async def send_event(self, event: Event) -> None:
         """A phone has no client to read events."""
 
     async def transfer(self, request: Transfer) -> bool:
-        self._settled = await self._control(self._transfer_call(), "transfer")
-        return self._settled
+        """The session ends, and the call is transferred as it closes."""
+        self._transferring = True
+        return True
 
     async def hang_up(self, request: HangUp) -> None:
-        self._settled = await self._control(self._hang_up_call(), "hang_up")
+        """The session closes right after, and the call is hung up as it does."""
 
     async def send_digits(self, request: SendDigits) -> None:
         await self._control(self._send_digits(request.digits), "send_dtmf")
 
     async def close(self, code: int, reason: str) -> None:
-        """The session ended: a phone call without its agent is only silence, so hang up
-        (unless the call was already handed over or hung up)."""
-        if self.close_code is None and not self._settled:
-            await self._control(self._hang_up_call(), "hang_up")
+        """The session ended: transfer the call if that is why, else hang up (a phone call
+        without its agent is only silence, and so is a transfer that failed)."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            transferred = self._transferring and await self._control(
+                self._transfer_call(), "transfer"
+            )
+            if not transferred:
+                await self._control(self._hang_up_call(), "hang_up")
         await super().close(code, reason)
 
     @abstractmethod
