@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from tests.support.examples import ACME_DENTAL
 from voxline.agents.default import DefaultAgent, DefaultConversation, Engines
 from voxline.audio.pcm import Float32Array, Int16Array
 from voxline.engines.brain import BrainOutput, BrainRequest, TextDelta, ToolRunner
@@ -24,7 +24,6 @@ from voxline.session.agent import CallerTurn, SessionInfo, Speech
 from voxline.session.turns import Finished
 
 RATE = 16000
-KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
 
 
 class ScriptedStt:
@@ -193,7 +192,7 @@ async def test_typed_text_drops_a_pending_draft_and_answers_the_text() -> None:
 
 
 async def test_warming_puts_the_greeting_and_first_clauses_of_answers_in_the_speech_cache() -> None:
-    knowledge = KnowledgeBase.load(KNOWLEDGE)
+    knowledge = KnowledgeBase.load(ACME_DENTAL)
     responder = KnowledgeResponder(knowledge)
     tts = SilentTts()
     engines = Engines(

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import OPEN_LIMITS
 from tests.support.caller import Caller, Received
+from tests.support.examples import ACME_DENTAL
 from tests.support.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.fake_llm import Received as LlmRequest
 from tests.support.kb_server import PASSAGE_A, TOKEN, KbServer
-from tests.support.server import RunningServer, run_server
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from voxline.bench.load import Clip, run_caller
 from voxline.bench.speech import synthesize
 from voxline.eval.wer import word_errors
 
-KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
+pytestmark = pytest.mark.e2e
+
 GREETING = "Thanks for calling Acme Dental."
 RATE = 24000
 
@@ -31,7 +31,7 @@ def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
         tmp_path_factory.mktemp("agent"),
         env=OPEN_LIMITS,
         agent="default",
-        args=("--knowledge", str(KNOWLEDGE)),
+        args=("--knowledge", str(ACME_DENTAL)),
     ) as server:
         yield server
 
@@ -118,7 +118,14 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runni
             tmp_path_factory.mktemp("llm-agent"),
             env=OPEN_LIMITS,
             agent="default",
-            args=("--knowledge", str(KNOWLEDGE), "--llm-url", llm.url, "--llm-model", "test-model"),
+            args=(
+                "--knowledge",
+                str(ACME_DENTAL),
+                "--llm-url",
+                llm.url,
+                "--llm-model",
+                "test-model",
+            ),
         ) as server,
     ):
         yield server, llm

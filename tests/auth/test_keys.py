@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from voxline.auth.keys import ApiKey, KeyStore
+from tests.support.keys import api_key
+from voxline.auth.keys import KeyStore
 from voxline.store.database import Database
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    with Database(tmp_path / "voxline.db") as db:
-        yield db
 
 
 @pytest.fixture
@@ -127,34 +121,20 @@ def test_create_rejects_bad_arguments(
     assert store.list() == []
 
 
-def make_key(scopes: set[str]) -> ApiKey:
-    return ApiKey(
-        id="key_00000000",
-        env="live",
-        scopes=frozenset(scopes),
-        label="",
-        concurrency=None,
-        daily_audio_seconds=None,
-        created_at=0.0,
-        revoked_at=None,
-        prefix="vx_live_abcd",
-    )
-
-
 def test_scopes() -> None:
-    session = make_key({"omni:session"})
+    session = api_key(scopes={"omni:session"})
     assert session.has_scope("omni:session")
     assert not session.has_scope("omni:*")
     assert not session.has_scope("omni:admin")
-    everything = make_key({"omni:*"})
+    everything = api_key(scopes={"omni:*"})
     assert everything.has_scope("omni:session")
     assert everything.has_scope("omni:anything")
     assert everything.has_scope("omni:*")
     assert not everything.has_scope("calls:read")
-    assert not make_key(set()).has_scope("omni:session")
+    assert not api_key(scopes=()).has_scope("omni:session")
 
 
 def test_keys_are_immutable() -> None:
-    key = make_key({"omni:session"})
+    key = api_key(scopes={"omni:session"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         key.label = "changed"  # type: ignore[misc]

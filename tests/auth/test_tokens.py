@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from voxline.auth.keys import ApiKey
+from tests.support.keys import api_key
 from voxline.auth.tokens import (
     DEFAULT_TTL_SECONDS,
     BrowserTokens,
@@ -26,17 +26,7 @@ from voxline.limits.policy import LimitPolicy, Rejection, SessionLease
 
 ORIGIN = "https://app.example.com"
 
-KEY = ApiKey(
-    id="key_0123abcd",
-    env="live",
-    scopes=frozenset({"omni:*"}),
-    label="",
-    concurrency=None,
-    daily_audio_seconds=None,
-    created_at=0.0,
-    revoked_at=None,
-    prefix="vx_live_abcd",
-)
+KEY = api_key(key_id="key_0123abcd", scopes=("omni:*",))
 
 
 class Clock:

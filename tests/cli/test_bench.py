@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -27,6 +28,7 @@ def test_a_clip_knows_where_its_speech_starts_and_ends() -> None:
     assert Clip.of(np.zeros(10, dtype=np.int16)).end == 0
 
 
+@pytest.mark.e2e
 async def test_callers_measure_replies_barge_ins_and_noise_against_the_echo_line(
     echo_server: RunningServer, question: npt.NDArray[np.int16]
 ) -> None:
@@ -52,6 +54,7 @@ async def test_callers_measure_replies_barge_ins_and_noise_against_the_echo_line
     assert result.frame_lag and max(result.frame_lag) < 0.1
 
 
+@pytest.mark.e2e
 def test_the_command_reports_in_a_table_and_as_json(tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(bench)
@@ -69,6 +72,7 @@ def test_the_command_reports_in_a_table_and_as_json(tmp_path: Path) -> None:
     assert report["ttfb_ms"]["50"] is not None and report["server_cpu_fraction"] > 0
 
 
+@pytest.mark.e2e
 def test_the_command_benches_several_server_processes(tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(bench)

@@ -14,7 +14,7 @@ from click.testing import Result
 from rich.console import Console
 from typer.testing import CliRunner
 
-from support.scripted_server import KEY, ScriptedServer
+from tests.support.scripted_server import KEY, ScriptedServer
 from voxline.cli.talk import AgentTrack, Display, talk
 from voxline.client.wav import write_wav
 from voxline.protocol import events

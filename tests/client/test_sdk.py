@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from support.scripted_server import KEY, ScriptedServer
+from tests.support.scripted_server import KEY, ScriptedServer
 from voxline.client import (
     AgentAudio,
     ClientEvent,

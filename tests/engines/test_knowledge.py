@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.examples import ACME_DENTAL
 from tests.support.kb_server import PASSAGE_A, PASSAGE_B, TOKEN, KbServer
 from voxline.engines.knowledge import (
     GOOD_ENOUGH,
@@ -21,8 +22,6 @@ from voxline.engines.knowledge import (
     best_excerpt,
     sentences,
 )
-
-EXAMPLE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
 
 HOURS = "What are your opening hours?"
 SATURDAY = "Are you open on Saturday?"
@@ -175,7 +174,7 @@ OFF_TOPIC = [
 
 @pytest.fixture(scope="module")
 def kb() -> KnowledgeBase:
-    return KnowledgeBase.load(EXAMPLE)
+    return KnowledgeBase.load(ACME_DENTAL)
 
 
 def top_source(kb: KnowledgeBase, question: str) -> tuple[str, float]:
@@ -302,7 +301,7 @@ def test_sentences_are_not_cut_after_abbreviations() -> None:
 
 
 def test_search_is_fast_on_a_few_hundred_entries() -> None:
-    base = json.loads(EXAMPLE.read_text())["entries"]
+    base = json.loads(ACME_DENTAL.read_text())["entries"]
     entries = [
         {**entry, "question": f"{entry['question']} (variant {i})"}
         if "question" in entry

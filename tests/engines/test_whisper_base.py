@@ -28,6 +28,7 @@ def test_without_the_extra_the_error_says_how_to_install_it(
         model_source("base")
 
 
+@pytest.mark.e2e
 @installed
 def test_a_joined_model_that_is_not_the_tested_one_is_refused(
     monkeypatch: pytest.MonkeyPatch,
@@ -37,6 +38,7 @@ def test_a_joined_model_that_is_not_the_tested_one_is_refused(
         whisper_base.model_files()
 
 
+@pytest.mark.e2e
 @installed
 def test_base_transcribes_english() -> None:
     whisper = WhisperTranscriber("base")

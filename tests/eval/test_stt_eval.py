@@ -56,6 +56,7 @@ def test_engine_specs() -> None:
         EngineSpec.parse("tiny.en:temperature=1")
 
 
+@pytest.mark.e2e
 def test_a_slice_runs_through_the_session_path(tmp_path: Path) -> None:
     out = tmp_path / "stt.json"
     result = CliRunner().invoke(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
 
-from voxline.auth.keys import ApiKey
+from tests.support.keys import api_key
+from tests.support.redis_server import BackendFactory
 from voxline.config import LimitSettings
 from voxline.limits import memory
 from voxline.limits.backend import StateBackend
@@ -19,28 +19,6 @@ from voxline.limits.redis import RedisBackend
 
 # Short enough to keep the suite fast, long enough not to lapse between two awaits.
 TTL = 0.2
-
-BackendFactory = Callable[[], StateBackend]
-
-
-def make_key(
-    *,
-    key_id: str = "key_00000001",
-    env: str = "live",
-    concurrency: int | None = None,
-    daily_audio_seconds: float | None = None,
-) -> ApiKey:
-    return ApiKey(
-        id=key_id,
-        env=env,  # type: ignore[arg-type]
-        scopes=frozenset({"omni:session"}),
-        label="",
-        concurrency=concurrency,
-        daily_audio_seconds=daily_audio_seconds,
-        created_at=0.0,
-        revoked_at=None,
-        prefix=f"vx_{env}_abcd",
-    )
 
 
 def settings(**overrides: float) -> LimitSettings:
@@ -171,7 +149,7 @@ async def test_values_round_trip_as_copies_and_expire(backend_factory: BackendFa
 
 async def test_sessions_limited_per_key(backend: StateBackend) -> None:
     policy = LimitPolicy(backend, settings(default_concurrency=2))
-    key = make_key()
+    key = api_key()
     first = await policy.acquire_session(key)
     second = await policy.acquire_session(key)
     assert isinstance(first, SessionLease)
@@ -181,7 +159,7 @@ async def test_sessions_limited_per_key(backend: StateBackend) -> None:
         "concurrency_limit_exceeded", "this key already has 2 concurrent sessions", None
     )
     # Another key has its own allowance.
-    assert isinstance(await policy.acquire_session(make_key(key_id="key_00000002")), SessionLease)
+    assert isinstance(await policy.acquire_session(api_key(key_id="key_00000002")), SessionLease)
     await first.release()
     await first.release()  # idempotent: must not free the slot of another session
     third = await policy.acquire_session(key)
@@ -191,14 +169,14 @@ async def test_sessions_limited_per_key(backend: StateBackend) -> None:
 
 async def test_a_key_concurrency_overrides_the_default(backend: StateBackend) -> None:
     policy = LimitPolicy(backend, settings(default_concurrency=5))
-    key = make_key(concurrency=1)
+    key = api_key(concurrency=1)
     assert isinstance(await policy.acquire_session(key), SessionLease)
     assert isinstance(await policy.acquire_session(key), Rejection)
 
 
 async def test_one_session_per_browser_token(backend: StateBackend) -> None:
     policy = LimitPolicy(backend, settings(default_concurrency=2))
-    key = make_key()
+    key = api_key()
     lease = await policy.acquire_session(key, token_id="t1")
     assert isinstance(lease, SessionLease)
     refused = await policy.acquire_session(key, token_id="t1")
@@ -214,7 +192,7 @@ async def test_one_session_per_browser_token(backend: StateBackend) -> None:
 
 async def test_refusal_by_the_key_frees_the_token_slot(backend: StateBackend) -> None:
     policy = LimitPolicy(backend, settings())
-    key = make_key(concurrency=1)
+    key = api_key(concurrency=1)
     held = await policy.acquire_session(key)
     assert isinstance(held, SessionLease)
     assert isinstance(await policy.acquire_session(key, token_id="t"), Rejection)
@@ -223,7 +201,7 @@ async def test_refusal_by_the_key_frees_the_token_slot(backend: StateBackend) ->
 
 
 async def test_session_leases_lapse_unless_refreshed(backend_factory: BackendFactory) -> None:
-    key = make_key(concurrency=1)
+    key = api_key(concurrency=1)
     one = LimitPolicy(backend_factory(), settings(), lease_ttl_s=TTL)
     two = LimitPolicy(backend_factory(), settings(), lease_ttl_s=TTL)
     lease = await one.acquire_session(key)
@@ -245,7 +223,7 @@ async def test_session_leases_lapse_unless_refreshed(backend_factory: BackendFac
 
 async def test_refresh_retakes_a_lapsed_slot_still_free(backend: StateBackend) -> None:
     policy = LimitPolicy(backend, settings(), lease_ttl_s=TTL)
-    key = make_key(concurrency=1)
+    key = api_key(concurrency=1)
     lease = await policy.acquire_session(key)
     assert isinstance(lease, SessionLease)
     await asyncio.sleep(TTL * 1.2)
@@ -259,7 +237,7 @@ async def test_refresh_retakes_a_lapsed_slot_still_free(backend: StateBackend) -
 async def test_test_keys_have_a_daily_audio_cap(backend: StateBackend) -> None:
     now = utc("2024-05-01T23:00:00")
     policy = LimitPolicy(backend, settings(test_daily_audio_seconds=10), clock=lambda: now)
-    key = make_key(env="test")
+    key = api_key(env="test")
     assert policy.daily_cap(key) == 10
     assert await policy.add_audio(key, 6)
     assert not await policy.add_audio(key, 4)
@@ -269,7 +247,7 @@ async def test_test_keys_have_a_daily_audio_cap(backend: StateBackend) -> None:
     assert refused.retry_after == pytest.approx(3600)
     # Another key's usage is its own; a new UTC day starts afresh.
     assert isinstance(
-        await policy.acquire_session(make_key(key_id="key_2", env="test")), SessionLease
+        await policy.acquire_session(api_key(key_id="key_2", env="test")), SessionLease
     )
     now = utc("2024-05-02T00:00:01")
     assert isinstance(await policy.acquire_session(key), SessionLease)
@@ -280,13 +258,13 @@ async def test_explicit_caps_apply_to_any_key_and_live_keys_have_none_by_default
     backend: StateBackend,
 ) -> None:
     policy = LimitPolicy(backend, settings(test_daily_audio_seconds=10))
-    live = make_key(env="live")
+    live = api_key(env="live")
     assert policy.daily_cap(live) is None
     assert await policy.add_audio(live, 1e6)
     assert isinstance(await policy.acquire_session(live), SessionLease)
-    capped = make_key(key_id="key_capped", env="live", daily_audio_seconds=100)
+    capped = api_key(key_id="key_capped", env="live", daily_audio_seconds=100)
     assert policy.daily_cap(capped) == 100
-    assert policy.daily_cap(make_key(env="test", daily_audio_seconds=100)) == 100
+    assert policy.daily_cap(api_key(env="test", daily_audio_seconds=100)) == 100
     assert await policy.add_audio(capped, 99)
     assert not await policy.add_audio(capped, 1)
     refused = await policy.acquire_session(capped)
@@ -345,6 +323,7 @@ async def test_ipv6_addresses_are_limited_per_64(backend: StateBackend) -> None:
 # -- nothing is left behind -----------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_redis_keys_expire_on_their_own(redis_url: str) -> None:
     backend = RedisBackend(redis_url, namespace="test-expiry")
     try:
@@ -386,9 +365,9 @@ async def test_memory_sweeps_what_nobody_touches_again(monkeypatch: pytest.Monke
 
 async def test_a_server_at_capacity_refuses_every_key(backend: StateBackend) -> None:
     policy = LimitPolicy(backend, settings(max_sessions=2))
-    held = [await policy.acquire_session(make_key(key_id=f"key_0000000{i}")) for i in (1, 2)]
+    held = [await policy.acquire_session(api_key(key_id=f"key_0000000{i}")) for i in (1, 2)]
     assert all(isinstance(lease, SessionLease) for lease in held)
-    refused = await policy.acquire_session(make_key(key_id="key_00000003"))
+    refused = await policy.acquire_session(api_key(key_id="key_00000003"))
     assert refused == Rejection(
         "concurrency_limit_exceeded",
         "this server is at capacity (2 sessions); try again shortly",
@@ -396,9 +375,9 @@ async def test_a_server_at_capacity_refuses_every_key(backend: StateBackend) -> 
     )
     # Another process sharing the backend has its own capacity.
     other = LimitPolicy(backend, settings(max_sessions=2))
-    assert isinstance(await other.acquire_session(make_key(key_id="key_00000003")), SessionLease)
+    assert isinstance(await other.acquire_session(api_key(key_id="key_00000003")), SessionLease)
     # The refusal held nothing of the key's own allowance, and a freed seat is taken again.
     lease = held[0]
     assert isinstance(lease, SessionLease)
     await lease.release()
-    assert isinstance(await policy.acquire_session(make_key(key_id="key_00000003")), SessionLease)
+    assert isinstance(await policy.acquire_session(api_key(key_id="key_00000003")), SessionLease)

@@ -1,4 +1,5 @@
-"""Client frames of PROTOCOL.md §4: validated, with a clear error for each malformed one."""
+"""Client frames (docs/protocol.md, "Client frames"): validated, with a clear error for each
+malformed one."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The upgrade request of PROTOCOL.md §1."""
+"""The upgrade request of docs/protocol.md ("Connecting")."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Server events carry exactly the fields of PROTOCOL.md §3."""
+"""Server events carry exactly the fields of docs/protocol.md ("Server events")."""
 
 from voxline.protocol import events
 

@@ -1,4 +1,4 @@
-"""Golden bytes for every frame kind, both directions (PROTOCOL.md §2)."""
+"""Golden bytes for every frame kind, both directions (docs/protocol.md, "Framing")."""
 
 import pytest
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,6 +120,7 @@ async def _drive(script: list[str | bytes], rate: int) -> _Recorder:
     return out
 
 
+@pytest.mark.e2e
 @given(st.lists(messages, max_size=25), st.sampled_from([8000, 16000, 24000]))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_sessions_survive_random_client_frames(script: list[Any], rate: int) -> None:

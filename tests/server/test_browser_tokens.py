@@ -1,5 +1,6 @@
-"""Browser tokens end to end (PROTOCOL.md §6, §7): minting over HTTP, then using the token
-at the socket from a browser origin, against real server processes."""
+"""Browser tokens end to end (docs/protocol.md: "REST companions", "Errors and limits"):
+minting over HTTP, then using the token at the socket from a browser origin, against real
+server processes."""
 
 from __future__ import annotations
 
@@ -11,59 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OPEN_LIMITS
+from tests.support.api import ORIGIN, assert_envelope, mint, mint_token, open_with_token
 from tests.support.caller import Caller
-from tests.support.server import RunningServer, run_server
-from voxline.auth.keys import KeyStore
-from voxline.store.database import Database
+from tests.support.keys import revoke_key
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 
-ORIGIN = "https://app.example.com"
+pytestmark = pytest.mark.e2e
+
 DEV_ORIGIN = "http://localhost:5173"
-
-
-async def mint(
-    server: RunningServer,
-    key: str | None,
-    body: Any = None,
-    *,
-    content: bytes | None = None,
-) -> httpx.Response:
-    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
-    if body is None and content is None:
-        body = {"allowed_origins": [ORIGIN]}
-    async with httpx.AsyncClient(base_url=server.http) as client:
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-            return await client.post("/v1/omni/sessions", content=content, headers=headers)
-        return await client.post("/v1/omni/sessions", json=body, headers=headers)
-
-
-async def mint_token(server: RunningServer, key: str, **body: Any) -> dict[str, Any]:
-    response = await mint(server, key, {"allowed_origins": [ORIGIN], **body})
-    assert response.status_code == 200, response.text
-    minted: dict[str, Any] = response.json()
-    return minted
-
-
-def assert_envelope(
-    response: httpx.Response, status: int, code: str, error_type: str, param: str | None = None
-) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"]
-    error = body["error"]
-    assert set(error) == {"message", "type", "code", "param"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert (error["type"], error["code"], error["param"]) == (error_type, code, param)
-
-
-async def open_with_token(server: RunningServer, token: str, origin: str | None = ORIGIN) -> Caller:
-    kwargs: dict[str, Any] = {} if origin is None else {"origin": origin}
-    caller = await Caller.open(server.ws, subprotocols=["pyai.v1", f"pyai-key.{token}"], **kwargs)
-    # As browser clients do; it also spares the wait for a first frame before the verdict.
-    await caller.send_control({"type": "configure"})
-    return caller
 
 
 async def refused_with_token(
@@ -98,14 +54,6 @@ async def assert_session_works(caller: Caller) -> None:
     await caller.wait_for("configured")
     await caller.send_control({"type": "dtmf", "digit": "7"})
     assert (await caller.wait_for("dtmf"))["digit"] == "7"
-
-
-def revoke(server: RunningServer, secret: str) -> None:
-    with Database(server.data_dir / "voxline.db") as db:
-        store = KeyStore(db)
-        key = store.authenticate(secret)
-        assert key is not None
-        assert store.revoke(key.id)
 
 
 # Minting: POST /v1/omni/sessions
@@ -310,7 +258,7 @@ async def test_a_token_is_not_a_secret_key(echo_server: RunningServer) -> None:
 async def test_a_token_of_a_revoked_key_is_4401(echo_server: RunningServer) -> None:
     key = echo_server.create_key()
     token = (await mint_token(echo_server, key))["token"]
-    await asyncio.to_thread(revoke, echo_server, key)
+    await asyncio.to_thread(revoke_key, echo_server.data_dir, key)
     code, _, event = await refused_with_token(echo_server, token)
     assert (code, event["code"]) == (4401, "unauthorized")
     assert_envelope(await mint(echo_server, key), 401, "unauthorized", "authentication_error")

@@ -6,16 +6,14 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.api import assert_envelope, get, scrape, value
 from tests.support.caller import Caller
+from tests.support.keys import stored_key
 from tests.support.server import RunningServer
-from voxline.auth.keys import KeyStore
-from voxline.store.database import Database
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+pytestmark = pytest.mark.e2e
 
 RECORD_FIELDS = {
     "object",
@@ -32,47 +30,6 @@ RECORD_FIELDS = {
     "turns",
     "barge_ins",
 }
-
-
-async def get(server: RunningServer, path: str, key: str | None = None) -> httpx.Response:
-    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=server.http) as client:
-        return await client.get(path, headers=headers)
-
-
-def assert_envelope(
-    response: httpx.Response, status: int, code: str, error_type: str, param: str | None = None
-) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["error"]
-    error = body["error"]
-    assert set(error) == {"message", "type", "code", "param"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert (error["type"], error["code"], error["param"]) == (error_type, code, param)
-
-
-async def scrape(server: RunningServer) -> Samples:
-    response = await get(server, "/metrics")
-    assert response.status_code == 200
-    # The Prometheus text exposition format, whichever version the client library writes.
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def key_id(server: RunningServer, secret: str) -> str:
-    with Database(server.data_dir / "voxline.db") as db:
-        key = KeyStore(db).authenticate(secret)
-    assert key is not None
-    return key.id
 
 
 async def short_call(server: RunningServer, key: str, label: str, seconds: float) -> str:
@@ -185,7 +142,7 @@ async def test_the_calls_just_made_are_listed_and_fetched(echo_server: RunningSe
     assert set(record) == RECORD_FIELDS
     assert record["object"] == "call"
     assert record["call_id"] == second
-    assert record["key_id"] == key_id(echo_server, caller_key)
+    assert record["key_id"] == stored_key(echo_server.data_dir, caller_key).id
     assert record["session_label"] == "records-second"
     assert record["transport"] == "omni"
     assert started <= record["started_at"] <= record["ended_at"] <= time.time()

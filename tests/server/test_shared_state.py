@@ -21,13 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OPEN_LIMITS
+from tests.support.api import ORIGIN
 from tests.support.caller import Caller
-from tests.support.server import RunningServer, run_server
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 
-ORIGIN = "https://app.example.com"
+pytestmark = pytest.mark.e2e
+
 CONNECTS_PER_MINUTE_PER_KEY = 3
 
 

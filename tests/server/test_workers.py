@@ -16,14 +16,14 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import OPEN_LIMITS
+from tests.support.api import ORIGIN, mint_token, open_with_token, scrape, value
 from tests.support.caller import Caller
-from tests.support.server import RunningServer, run_server
-from tests.test_browser_tokens import ORIGIN, mint_token, open_with_token
-from tests.test_http_api import scrape, value
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from voxline.config import Settings
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
+
+pytestmark = pytest.mark.e2e
 
 WORKERS = 2
 

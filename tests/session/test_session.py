@@ -25,6 +25,8 @@ from voxline.session.agent import (
 from voxline.session.session import Session
 from voxline.session.turns import Finished
 
+pytestmark = pytest.mark.e2e
+
 RATE = 16000
 
 

@@ -5,19 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from voxline.store.calls import CallRecord, CallRecords
 from voxline.store.database import SCHEMA_VERSION, Database, SchemaTooNewError
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    with Database(tmp_path / "voxline.db") as db:
-        yield db
 
 
 @pytest.fixture

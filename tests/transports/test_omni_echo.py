@@ -7,12 +7,15 @@ import json
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from pyai import PyAI
 from websockets.asyncio.client import connect
 
 from tests.support.caller import Caller
 from tests.support.server import RunningServer
 from voxline.audio.pcm import pcm16_samples
+
+pytestmark = pytest.mark.e2e
 
 Pcm = npt.NDArray[np.int16]
 

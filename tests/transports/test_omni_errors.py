@@ -1,4 +1,4 @@
-"""Every close code and bad-input case of PROTOCOL.md §7, over real sockets.
+"""Every close code and bad-input case of docs/protocol.md ("Errors and limits"), over real sockets.
 
 Each refusal is an ``error`` event (in the negotiated framing) followed by the close code; the
 server keeps serving everyone else and writes a call record for every admitted session.
@@ -17,12 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from tests.conftest import OPEN_LIMITS
 from tests.support.caller import Caller
-from tests.support.server import RunningServer, run_server
-from voxline.auth.keys import KeyStore
+from tests.support.keys import revoke_key
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
+
+pytestmark = pytest.mark.e2e
 
 
 async def refused(
@@ -62,11 +63,7 @@ async def test_key_in_query_and_in_header(echo_server: RunningServer) -> None:
 
 async def test_revoked_key_is_4401(echo_server: RunningServer) -> None:
     key = echo_server.create_key()
-    db = Database(echo_server.data_dir / "voxline.db")
-    store = KeyStore(db)
-    key_id = store.authenticate(key).id  # type: ignore[union-attr]
-    store.revoke(key_id)
-    db.close()
+    revoke_key(echo_server.data_dir, key)
     code, _, event = await refused(echo_server.ws, [f"pyai-key.{key}"])
     assert (code, event["code"]) == (4401, "unauthorized")
 

@@ -9,22 +9,21 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import OPEN_LIMITS
 from tests.support import twilio_sim
+from tests.support.examples import ACME_DENTAL
 from tests.support.freeswitch_sim import AudioStreamChannel, FakeEventSocket, ThreadedEventSocket
-from tests.support.server import RunningServer, run_server
+from tests.support.keys import create_key
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from tests.support.twilio_sim import FakeTwilioApi, TwilioStream
-from voxline.auth.keys import KeyStore
 from voxline.bench.speech import synthesize
-from voxline.store.database import Database
 
-KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
+pytestmark = pytest.mark.e2e
+
 GREETING = "Thanks for calling Acme Dental."
 PUBLIC_HOST = "voxline.example.test"
 VOICE_URL = f"https://{PUBLIC_HOST}/twilio/voice"
@@ -47,8 +46,7 @@ class Phones:
 @pytest.fixture(scope="module")
 def phones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phones]:
     data_dir = tmp_path_factory.mktemp("phones")
-    with Database(data_dir / "voxline.db") as db:
-        key, _ = KeyStore(db).create(env="live", scopes=["omni:session"], label="phones")
+    key, _ = create_key(data_dir, env="live", label="phones")
     esl_thread = ThreadedEventSocket()
     with FakeTwilioApi() as api, esl_thread.running() as esl:
         env = {
@@ -65,7 +63,7 @@ def phones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phones]:
             "VOXLINE_FREESWITCH_TRANSFER_TARGET": TRANSFER_TARGET,
         }
         with run_server(
-            data_dir, env=env, agent="default", args=("--knowledge", str(KNOWLEDGE))
+            data_dir, env=env, agent="default", args=("--knowledge", str(ACME_DENTAL))
         ) as server:
             yield Phones(server, api, esl, esl_thread, key.id)
 

@@ -23,19 +23,20 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.conftest import OPEN_LIMITS
-from tests.support.server import RunningServer, run_server
-from voxline.auth.keys import KeyStore
+from tests.support.examples import ACME_DENTAL
+from tests.support.keys import create_key
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from voxline.bench.speech import synthesize
-from voxline.store.database import Database
 
-KNOWLEDGE = Path(__file__).parent.parent / "examples" / "knowledge" / "acme-dental.json"
 CHROMIUM = shutil.which("chromium")
 RATE = 24000
 QUANTUM = 128
 TONE_HZ = 1000.0
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: chromium)")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: chromium)"),
+]
 
 
 def write_wav(path: Path, *parts: npt.NDArray[np.int16] | float) -> Path:
@@ -89,7 +90,7 @@ def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
         tmp_path_factory.mktemp("web-agent"),
         env=OPEN_LIMITS,
         agent="default",
-        args=("--knowledge", str(KNOWLEDGE), "--print-key"),
+        args=("--knowledge", str(ACME_DENTAL), "--print-key"),
     ) as server:
         yield server
 
@@ -98,13 +99,7 @@ def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
 def page_echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The echo line, its page key configured through ``VOXLINE_WEB_KEY``."""
     data_dir = tmp_path_factory.mktemp("web-echo")
-    db = Database(data_dir / "voxline.db")
-    try:
-        _, web_key = KeyStore(db).create(
-            env="test", scopes=["omni:session"], label="page", concurrency=None
-        )
-    finally:
-        db.close()
+    _, web_key = create_key(data_dir, label="page")
     with run_server(data_dir, env={**OPEN_LIMITS, "VOXLINE_WEB_KEY": web_key}) as server:
         yield server
 
