@@ -8,7 +8,7 @@ re-decoding a 5 s utterance as it grows, every 300 or 500 ms: the time of each r
 and the share of one worker they take (above 1, one worker cannot keep up); and how long
 a final decode takes when a partial one started just before it (it waits for the worker).
 
-    python scripts/measure_stt.py [--repeats 3]
+    python scripts/measure/stt.py [--repeats 3]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 
 Medians of ``--repeats`` runs, interleaved so that load from other processes spreads evenly.
 
-    python scripts/measure_tts.py [--repeats 7] [--words-per-second 30]
+    python scripts/measure/tts.py [--repeats 7] [--words-per-second 30]
 """
 
 from __future__ import annotations

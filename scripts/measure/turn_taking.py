@@ -15,7 +15,7 @@
    the inner pauses that sound finished (a cut-off caller) and below the end pauses (a
    slower answer). Piper and three espeak-ng voices (Debian's ``espeak-ng``).
 
-Run: python scripts/measure_turn_taking.py [PART...]  (all four parts by default)
+Run: python scripts/measure/turn_taking.py [PART...]  (all four parts by default)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ process's CPU seconds per second of audio per stream (event loop and simulation 
 and how long after its audio arrived each probability is known (growing without bound
 when the load is more than one inference thread can take).
 
-    python scripts/measure_vad.py [--seconds 5] [--streams 1 10 50 100 200 300]
+    python scripts/measure/vad.py [--seconds 5] [--streams 1 10 50 100 200 300]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation of client control frames (PROTOCOL.md §4), keyed on ``type``.
+"""Validation of client control frames (docs/protocol.md, "Client frames"), keyed on ``type``.
 
 ``parse`` turns a JSON object into one typed frame, plus the warnings and errors the
 client should hear about. A malformed frame is never fatal: it yields an ``error`` event
