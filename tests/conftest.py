@@ -1,3 +1,5 @@
+"""Fixtures shared by tests in more than one folder."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -7,17 +9,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from tests.support.server import RunningServer, run_server
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from voxline.bench.speech import synthesize
+from voxline.store.database import Database
 
 pytest_plugins = ["tests.support.redis_server"]
-
-# Generous per-address limits: every test connects from 127.0.0.1.
-OPEN_LIMITS = {
-    "VOXLINE_LIMITS_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS": "100000",
-    "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": "100000",
-    "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": "100000",
-}
 
 
 @pytest.fixture(scope="session")
@@ -39,5 +35,7 @@ def interruption() -> npt.NDArray[np.int16]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A fresh database file."""
+    with Database(tmp_path / "voxline.db") as database:
+        yield database

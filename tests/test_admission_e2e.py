@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OPEN_LIMITS
 from tests.support import twilio_sim
 from tests.support.caller import Caller
-from tests.support.server import RunningServer, run_server
+from tests.support.keys import revoke_key
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from tests.support.twilio_sim import FakeTwilioApi, TwilioStream
 from voxline.auth.keys import KeyStore
 from voxline.store.database import Database
@@ -28,6 +28,8 @@ VOICE_URL = f"https://{PUBLIC_HOST}/twilio/voice"
 CONNECTS_PER_MINUTE_PER_KEY = 2
 UNKNOWN_SECRET = "vx_test_not-a-real-key-but-long-enough-123456"
 UNKNOWN_TOKEN = "vxt_not-a-real-token-but-long-enough-123456"
+
+pytestmark = pytest.mark.e2e
 #: A refused phone call is closed at once; one still open this much later was admitted.
 ADMITTED_AFTER = 1.0
 
@@ -230,10 +232,7 @@ async def _credential(server: Server, door: str, refusal: str) -> str:
         assert minted.status_code == 200, minted.text
         credential = minted.json()["token"]
     if refusal == "revoked":
-        with Database(server.running.data_dir / "voxline.db") as db:
-            keys = KeyStore(db)
-            key = keys.authenticate(secret)
-            assert key is not None and keys.revoke(key.id)
+        revoke_key(server.running.data_dir, secret)
     return credential
 
 

@@ -7,8 +7,7 @@ tool call's name and then its arguments in pieces, a last chunk with ``finish_re
 ``data: [DONE]``. With ``"stream": false`` it answers one ``chat.completion`` object.
 
 Each request takes the next scripted :class:`Reply` (or asks ``respond``), and is recorded
-as :class:`Received`, including whether the client hung up before the response ended. Load
-as a plugin for the ``fake_llm`` fixture: ``pytest_plugins = ["tests.support.fake_llm"]``.
+as :class:`Received`, including whether the client hung up before the response ended.
 """
 
 from __future__ import annotations
@@ -20,18 +19,17 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
-import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.support.http_server import ThreadedServer
 
 _PIECE = re.compile(r"\s*\S{1,5}|\s+")
 _ARGUMENT_PIECE_CHARS = 8
@@ -204,11 +202,10 @@ class FakeLLM:
         self._script: collections.deque[Reply] = collections.deque()
         self.reset()
         self._stopping = threading.Event()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = Starlette(
             routes=[Route("/v1/chat/completions", self._endpoint, methods=["POST"])]
         )
+        self._server = ThreadedServer(self.app, name="fake-llm")
 
     def reset(self) -> None:
         """Back to how it was made, for the next test on a shared server."""
@@ -220,51 +217,17 @@ class FakeLLM:
         self._script.extend(replies)
 
     @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.servers[0].sockets[0].getsockname()[1]
-        return port
-
-    @property
     def url(self) -> str:
         """The API base, as for OpenAI's ``https://api.openai.com/v1``."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> None:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fake-llm", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake LLM server did not start")
-            time.sleep(0.005)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        return f"{self._server.url}/v1"
 
     def __enter__(self) -> FakeLLM:
-        self.start()
+        self._server.__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()  # responses held open give up, so the server can stop
+        self._server.__exit__()
 
     # ---- serving ----------------------------------------------------------------------
 
@@ -391,15 +354,3 @@ class FakeLLM:
         if not reply.raw:
             await chunk({}, self._finish_reason(reply))
             await writer.write(b"data: [DONE]\n\n")
-
-
-@pytest.fixture(scope="session")
-def fake_llm_server() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLM) -> FakeLLM:
-    fake_llm_server.reset()
-    return fake_llm_server

@@ -1,18 +1,17 @@
-"""A kb_endpoint server for tests: a Starlette app under uvicorn on 127.0.0.1 that answers in
-every response shape PROTOCOL.md allows (the path names the shape)."""
+"""A kb_endpoint server for tests, answering in every response shape docs/protocol.md allows
+(the path names the shape)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from tests.support.http_server import ThreadedServer
 
 TOKEN = "kb-secret-token"
 PASSAGE_A = "We are open nine to five on weekdays."
@@ -51,17 +50,10 @@ async def _shape(request: Request) -> Response:
 
 
 class KbServer:
-    """A Starlette app under uvicorn on 127.0.0.1, in a thread of its own."""
-
     def __init__(self) -> None:
         self.app = Starlette(routes=[Route("/kb/{shape}", _shape, methods=["POST"])])
         self.app.state.received = []
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-        )
-        config.timeout_graceful_shutdown = 1
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._server = ThreadedServer(self.app, name="kb-server")
 
     @property
     def received(self) -> list[tuple[dict[str, str], dict[str, Any]]]:
@@ -69,17 +61,11 @@ class KbServer:
         return received
 
     def url(self, shape: str) -> str:
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/kb/{shape}"
+        return f"{self._server.url}/kb/{shape}"
 
     def __enter__(self) -> KbServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "kb server did not start"
-            time.sleep(0.01)
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
+        self._server.__exit__()

@@ -36,7 +36,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 BackendFactory = Callable[[], StateBackend]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.e2e)])
 async def backend_factory(request: pytest.FixtureRequest) -> AsyncIterator[BackendFactory]:
     """Makes backends that share state, as server processes would: with ``memory``, the
     same in-process backend each time; with ``redis``, a new client each time, all on one

@@ -1,6 +1,6 @@
 """A scripted stand-in for the realtime socket, for client tests.
 
-It follows PROTOCOL.md where a client can tell: it selects ``pyai.v1``, checks the
+It follows docs/protocol.md where a client can tell: it selects ``pyai.v1``, checks the
 ``pyai-key.`` credential (else ``error`` and close 4401), negotiates the framing from the
 first frame, greets with ``hello`` and ``session_started``, acknowledges every ``configure``,
 echoes caller audio back frame by frame, and ends with ``session_end`` and close 1000 on

@@ -10,9 +10,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxline.auth.keys import KeyStore
+from tests.support.keys import create_key
+from voxline.auth.keys import KeyEnv
 from voxline.bench.process import ServerFailed, serve_process
-from voxline.store.database import Database
+
+# Generous per-address limits: every test connects from 127.0.0.1.
+OPEN_LIMITS = {
+    "VOXLINE_LIMITS_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS": "100000",
+    "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": "100000",
+    "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": "100000",
+}
 
 
 @dataclass
@@ -33,23 +40,19 @@ class RunningServer:
     def create_key(
         self,
         *,
-        env: str = "test",
+        env: KeyEnv = "test",
         scopes: tuple[str, ...] = ("omni:session",),
         concurrency: int | None = None,
         daily_audio_seconds: float | None = None,
-        label: str = "test",
     ) -> str:
-        db = Database(self.data_dir / "voxline.db")
-        try:
-            _, secret = KeyStore(db).create(
-                env=env,
-                scopes=list(scopes),
-                label=label,
-                concurrency=concurrency,
-                daily_audio_seconds=daily_audio_seconds,
-            )
-        finally:
-            db.close()
+        """The secret of a new key this server accepts (see :func:`create_key`)."""
+        _, secret = create_key(
+            self.data_dir,
+            env=env,
+            scopes=scopes,
+            concurrency=concurrency,
+            daily_audio_seconds=daily_audio_seconds,
+        )
         return secret
 
     def log(self) -> str:

@@ -1,4 +1,4 @@
-"""Short-lived, origin-locked browser tokens (PROTOCOL.md §6).
+"""Short-lived, origin-locked browser tokens (docs/protocol.md, "REST companions").
 
 A browser must not hold a secret key, so a backend mints a token from one for a single
 session: it carries only ``omni:session``, works only from the listed origins, and expires

@@ -59,7 +59,7 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG when im
 GOOD_ENOUGH: Final = 0.18
 """Normalised score from which a knowledge-file hit is trusted as the answer. On the example
 file, 64 of 68 paraphrased or misheard questions reach it on the right entry, and 24 of 26
-off-topic ones stay under it (tests/test_knowledge.py)."""
+off-topic ones stay under it (tests/engines/test_knowledge.py)."""
 
 PLAUSIBLE: Final = 0.1
 """Below :data:`GOOD_ENOUGH` but from here, a hit is worth checking with the caller: a
@@ -417,10 +417,10 @@ class KbEndpoint:
 
 
 def _parse_passages(body: bytes, content_type: str, encoding: str = "utf-8") -> list[str]:
-    """Passages from any response shape of PROTOCOL.md: ``{"context": str}``,
-    ``{"results": [{"content"|"text": str}]}``, ``{"passages": [str | {...}]}``, a JSON
-    list or string, or a plain-text body. Raises :class:`_BadResponse` for JSON that does
-    not parse or has none of these shapes."""
+    """Passages from any response shape docs/knowledge.md ("kb_endpoint") allows:
+    ``{"context": str}``, ``{"results": [{"content"|"text": str}]}``,
+    ``{"passages": [str | {...}]}``, a JSON list or string, or a plain-text body. Raises
+    :class:`_BadResponse` for JSON that does not parse or has none of these shapes."""
     text = body.decode(encoding, errors="replace").strip()
     if "json" not in content_type.lower() and not text.startswith(("{", "[")):
         return _clean([text])

@@ -5,12 +5,12 @@ A synthesizer is loaded once per process and shared by every session. Sessions c
 so the first sentence plays while the next is synthesized, and resample the result to their
 own output rate.
 
-Piper's edge silences: each sentence Piper renders starts with 25-60 ms of near-silence
-(median 50 ms before the first 10 ms frame within 40 dB of the peak) and ends with
-100-250 ms. The leading silence is trimmed, up to the first sample within 60 dB of the
-sentence's peak, since it would delay the first audio of every reply. The trailing silence
-is kept: it is the pause between sentences, and it hides part of the time the next sentence
-takes to synthesize.
+Piper's edge silences (``scripts/measure/tts.py``): each sentence Piper renders starts with
+25-60 ms of near-silence (median 50 ms before the first 10 ms frame within 40 dB of the
+peak) and ends with 100-250 ms. The leading silence is trimmed, up to the first sample
+within 60 dB of the sentence's peak, since it would delay the first audio of every reply.
+The trailing silence is kept: it is the pause between sentences, and it hides part of the
+time the next sentence takes to synthesize.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Reading the WebSocket upgrade request (PROTOCOL.md §1): credential, subprotocol, audio."""
+"""Reading the WebSocket upgrade request: credential, subprotocol, audio (docs/protocol.md,
+"Connecting")."""
 
 from __future__ import annotations
 

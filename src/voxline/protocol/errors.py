@@ -1,4 +1,5 @@
-"""Error codes and what each one means on HTTP and on an upgraded WebSocket (PROTOCOL.md §7)."""
+"""Error codes and what each one means on HTTP and on an upgraded WebSocket (docs/protocol.md,
+"Errors and limits")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Constructors for every server event of PROTOCOL.md §3 (keyed on ``event``)."""
+"""Constructors for every server event (docs/protocol.md, "Server events"), keyed on ``event``."""
 
 from __future__ import annotations
 

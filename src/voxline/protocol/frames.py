@@ -1,4 +1,4 @@
-"""Inbound demux and outbound framing of WebSocket messages (PROTOCOL.md §2).
+"""Inbound demux and outbound framing of WebSocket messages (docs/protocol.md, "Framing").
 
 Two framings exist in the wild. **raw**: binary messages are bare PCM16 LE audio and text
 messages are JSON. **tagged**: every message is binary and its first byte says what it is
@@ -70,7 +70,7 @@ def _json_object(data: str | bytes | memoryview) -> dict[str, Any] | None:
 
 
 def demux(message: str | bytes) -> Inbound:
-    """Classify one client message, in the order PROTOCOL.md §2 prescribes.
+    """Classify one client message, in the order docs/protocol.md ("Framing") prescribes.
 
     Raises :class:`MessageTooLarge` for a control message over 16 KiB or any binary
     message over 64 KiB.

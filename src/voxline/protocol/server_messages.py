@@ -1,4 +1,5 @@
-"""Decoding what the server sends, for clients (PROTOCOL.md §2, §3, §7).
+"""Decoding what the server sends, for clients (docs/protocol.md: "Framing", "Server events",
+"Errors and limits").
 
 The framing of a connection shows in its first server message: a text message means raw
 (events are text JSON, audio is bare binary), a binary one means tagged (0x01 audio,

@@ -9,7 +9,7 @@ words sound finished (:meth:`TurnDetector.end_turn`, after
 
 Speech under the agent's voice interrupts it (:meth:`TurnDetector.interrupting`) at the
 first window the VAD is all but sure of, or after ``barge_in_min_ms`` of speech it is less
-sure of. Measured with ``scripts/measure_turn_taking.py`` over 128 onsets of four voices:
+sure of. Measured with ``scripts/measure/turn_taking.py`` over 128 onsets of four voices:
 from the first speech sample, this rule interrupts 66 ms (P50) and 103 ms (P95) later at
 16 kHz, 75 and 119 ms at 8 kHz, where 96 ms of speech took 108 and 157 ms, 115 and 163 ms;
 and low-frequency noise, which Silero often calls speech at 0.5–0.9 but rarely at 0.9,
@@ -29,7 +29,7 @@ STATEMENT_SHARE: Final = 0.8
 QUESTION_SHARE: Final = 0.5
 """Of ``endpointing_ms``: the silence that ends a turn whose words sound like a finished
 statement, or a finished question. Chosen on pauses inside and at the end of turns
-(``scripts/measure_turn_taking.py``, docs/performance.md): Whisper closes nearly every
+(``scripts/measure/turn_taking.py``, docs/performance.md): Whisper closes nearly every
 clause it is given with a full stop, so a statement is weak evidence that the caller is
 done ("Hi there." then a 320 ms pause, then the question), and a question mark is strong."""
 

@@ -1,0 +1,63 @@
+"""The upgrade request of docs/protocol.md ("Connecting")."""
+
+import pytest
+
+from voxline.protocol.connect import ConnectRequest, parse_connect, select_subprotocol
+from voxline.protocol.errors import Rejection
+from voxline.protocol.frames import Framing
+
+
+def test_subprotocol_echo_rule() -> None:
+    assert select_subprotocol(["pyai-key.k", "pyai.v1"]) == "pyai.v1"
+    assert select_subprotocol(["x", "pyai-key.k"]) == "pyai-key.k"
+    assert select_subprotocol(["other"]) == "other"
+    assert select_subprotocol([]) is None
+
+
+def test_credential_order() -> None:
+    request = parse_connect(
+        {"api_key": "q"}, {"authorization": "Bearer h"}, ["pyai.v1", "pyai-key.s"]
+    )
+    assert isinstance(request, ConnectRequest)
+    assert (request.credential, request.credential_source) == ("s", "subprotocol")
+    request = parse_connect({"api_key": "q"}, {"authorization": "Bearer h"}, [])
+    assert isinstance(request, ConnectRequest)
+    assert request.credential == "q"
+    request = parse_connect({}, {"authorization": "Bearer h"}, [])
+    assert isinstance(request, ConnectRequest)
+    assert request.credential == "h"
+    request = parse_connect({}, {}, ["pyai.v1"])
+    assert isinstance(request, ConnectRequest)
+    assert request.credential is None
+
+
+def test_defaults_and_label_aliases() -> None:
+    request = parse_connect({"agent": "legacy"}, {"origin": "https://a.example"}, [])
+    assert isinstance(request, ConnectRequest)
+    assert (request.rate, request.label, request.framing, request.origin) == (
+        24000,
+        "legacy",
+        None,
+        "https://a.example",
+    )
+    request = parse_connect({"session_label": "a", "agent_id": "b", "framing": "raw"}, {}, [])
+    assert isinstance(request, ConnectRequest)
+    assert (request.label, request.framing) == ("a", Framing.RAW)
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({"format": "opus"}, "invalid_format"),
+        ({"rate": "44100"}, "invalid_rate"),
+        ({"rate": "fast"}, "invalid_rate"),
+        ({"session_label": "x" * 257}, "invalid_agent_id"),
+        ({"agent_id": "bad\nlabel"}, "invalid_agent_id"),
+        ({"framing": "json"}, "invalid_framing"),
+    ],
+)
+def test_bad_requests(query: dict[str, str], code: str) -> None:
+    rejection = parse_connect(query, {}, [])
+    assert isinstance(rejection, Rejection)
+    assert rejection.code == code
+    assert rejection.kind.close_code == 4400

@@ -1,0 +1,166 @@
+"""The SQLite database and the call records kept in it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from voxline.store.calls import CallRecord, CallRecords
+from voxline.store.database import SCHEMA_VERSION, Database, SchemaTooNewError
+
+
+@pytest.fixture
+def calls(db: Database) -> CallRecords:
+    return CallRecords(db)
+
+
+def started(call_id: str, started_at: float = 1000.0) -> CallRecord:
+    return CallRecord(
+        call_id=call_id,
+        key_id="key_0123abcd",
+        session_label="support",
+        transport="omni",
+        started_at=started_at,
+    )
+
+
+def test_a_started_call_is_recorded_at_once(calls: CallRecords) -> None:
+    calls.open(started("call_1"))
+    record = calls.get("call_1")
+    assert record == started("call_1")
+    assert record is not None
+    assert (record.ended_at, record.close_code, record.close_reason) == (None, None, None)
+    assert (record.audio_in_seconds, record.audio_out_seconds, record.turns) == (0, 0, 0)
+    assert calls.get("call_2") is None
+
+
+def test_finish_completes_the_record_once(calls: CallRecords) -> None:
+    calls.open(started("call_1"))
+    finish = {
+        "ended_at": 1060.5,
+        "close_code": 1000,
+        "close_reason": "bye",
+        "audio_in_seconds": 31.25,
+        "audio_out_seconds": 20.0,
+        "turns": 4,
+        "barge_ins": 1,
+    }
+    assert calls.finish("call_1", **finish)  # type: ignore[arg-type]
+    record = calls.get("call_1")
+    assert record is not None
+    assert record == CallRecord(
+        call_id="call_1",
+        key_id="key_0123abcd",
+        session_label="support",
+        transport="omni",
+        started_at=1000.0,
+        ended_at=1060.5,
+        close_code=1000,
+        close_reason="bye",
+        audio_in_seconds=31.25,
+        audio_out_seconds=20.0,
+        turns=4,
+        barge_ins=1,
+    )
+    assert not calls.finish("call_1", **{**finish, "close_code": 4429})  # type: ignore[arg-type]
+    assert calls.get("call_1") == record
+    assert not calls.finish("call_2", **finish)  # type: ignore[arg-type]
+
+
+def test_call_ids_are_unique(calls: CallRecords) -> None:
+    calls.open(started("call_1"))
+    with pytest.raises(sqlite3.IntegrityError):
+        calls.open(started("call_1"))
+
+
+def test_recent_newest_first(calls: CallRecords) -> None:
+    assert calls.recent() == []
+    for n, at in enumerate([5.0, 1.0, 3.0, 4.0, 2.0]):
+        calls.open(dataclasses.replace(started(f"call_{n}", at), session_label=None))
+    assert [r.started_at for r in calls.recent(3)] == [5.0, 4.0, 3.0]
+    assert len(calls.recent()) == 5
+    assert calls.recent(1)[0].session_label is None
+    with pytest.raises(ValueError):
+        calls.recent(0)
+
+
+def test_an_unfinished_call_survives_a_crash(tmp_path: Path) -> None:
+    db = Database(tmp_path / "voxline.db")
+    CallRecords(db).open(started("call_1"))
+    # No finish, no orderly close: the row is already committed.
+    other = Database(tmp_path / "voxline.db")
+    assert CallRecords(other).get("call_1") == started("call_1")
+    other.close()
+    db.close()
+
+
+async def test_concurrent_use_from_worker_threads(calls: CallRecords) -> None:
+    await asyncio.gather(
+        *(asyncio.to_thread(calls.open, started(f"call_{n}", float(n))) for n in range(50)),
+        *(asyncio.to_thread(calls.recent, 10) for _ in range(20)),
+    )
+    await asyncio.gather(
+        *(
+            asyncio.to_thread(
+                calls.finish,
+                f"call_{n}",
+                ended_at=float(n + 1),
+                close_code=1000,
+                close_reason=None,
+                audio_in_seconds=1.0,
+                audio_out_seconds=1.0,
+                turns=1,
+                barge_ins=0,
+            )
+            for n in range(50)
+        )
+    )
+    records = calls.recent(100)
+    assert len(records) == 50
+    assert all(r.ended_at == r.started_at + 1 for r in records)
+
+
+def test_database_setup(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "voxline.db"
+    with Database(path) as db, db.read() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    # Opening again finds the schema current and leaves it be.
+    with Database(path) as db:
+        CallRecords(db).open(started("call_1"))
+    with Database(path) as db:
+        assert CallRecords(db).get("call_1") is not None
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "voxline.db"
+    with Database(path) as db, db.write() as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNewError):
+        Database(path)
+
+
+def test_a_failed_write_rolls_back(db: Database, calls: CallRecords) -> None:
+    with pytest.raises(RuntimeError), db.write() as conn:
+        conn.execute(
+            "INSERT INTO calls (call_id, key_id, transport, started_at, audio_in_seconds, "
+            "audio_out_seconds, turns, barge_ins) VALUES ('call_1', 'k', 'omni', 1, 0, 0, 0, 0)"
+        )
+        raise RuntimeError("boom")
+    assert calls.get("call_1") is None
+    calls.open(started("call_2"))
+    assert calls.get("call_2") is not None
+
+
+def test_a_closed_database_refuses_use(tmp_path: Path) -> None:
+    db = Database(tmp_path / "voxline.db")
+    db.close()
+    db.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        CallRecords(db).get("call_1")

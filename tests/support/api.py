@@ -1,0 +1,83 @@
+"""A real server's API as its clients use it: bearer requests, the error envelope, Prometheus
+samples, and browser tokens minted over HTTP then presented at the socket from an origin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.caller import Caller
+from tests.support.server import RunningServer
+
+ORIGIN = "https://app.example.com"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def get(server: RunningServer, path: str, key: str | None = None) -> httpx.Response:
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=server.http) as client:
+        return await client.get(path, headers=headers)
+
+
+async def scrape(server: RunningServer) -> Samples:
+    response = await get(server, "/metrics")
+    assert response.status_code == 200
+    # The Prometheus text exposition format, whichever version the client library writes.
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def mint(
+    server: RunningServer,
+    key: str | None,
+    body: Any = None,
+    *,
+    content: bytes | None = None,
+) -> httpx.Response:
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    if body is None and content is None:
+        body = {"allowed_origins": [ORIGIN]}
+    async with httpx.AsyncClient(base_url=server.http) as client:
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+            return await client.post("/v1/omni/sessions", content=content, headers=headers)
+        return await client.post("/v1/omni/sessions", json=body, headers=headers)
+
+
+async def mint_token(server: RunningServer, key: str, **body: Any) -> dict[str, Any]:
+    response = await mint(server, key, {"allowed_origins": [ORIGIN], **body})
+    assert response.status_code == 200, response.text
+    minted: dict[str, Any] = response.json()
+    return minted
+
+
+def assert_envelope(
+    response: httpx.Response, status: int, code: str, error_type: str, param: str | None = None
+) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert list(body) == ["error"]
+    error = body["error"]
+    assert set(error) == {"message", "type", "code", "param"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert (error["type"], error["code"], error["param"]) == (error_type, code, param)
+
+
+async def open_with_token(server: RunningServer, token: str, origin: str | None = ORIGIN) -> Caller:
+    kwargs: dict[str, Any] = {} if origin is None else {"origin": origin}
+    caller = await Caller.open(server.ws, subprotocols=["pyai.v1", f"pyai-key.{token}"], **kwargs)
+    # As browser clients do; it also spares the wait for a first frame before the verdict.
+    await caller.send_control({"type": "configure"})
+    return caller

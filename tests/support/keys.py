@@ -1,0 +1,67 @@
+"""API keys for tests: in memory for the code that takes an :class:`ApiKey`, or stored in a
+server's data directory for the ones a real server authenticates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from voxline.auth.keys import ApiKey, KeyEnv, KeyStore
+from voxline.store.database import Database
+
+
+def api_key(
+    *,
+    key_id: str = "key_00000001",
+    env: KeyEnv = "live",
+    scopes: Iterable[str] = ("omni:session",),
+    concurrency: int | None = None,
+    daily_audio_seconds: float | None = None,
+) -> ApiKey:
+    """A key as :meth:`KeyStore.authenticate` returns it, never stored."""
+    return ApiKey(
+        id=key_id,
+        env=env,
+        scopes=frozenset(scopes),
+        label="",
+        concurrency=concurrency,
+        daily_audio_seconds=daily_audio_seconds,
+        created_at=0.0,
+        revoked_at=None,
+        prefix=f"vx_{env}_abcd",
+    )
+
+
+def create_key(
+    data_dir: Path,
+    *,
+    env: KeyEnv = "test",
+    scopes: Iterable[str] = ("omni:session",),
+    concurrency: int | None = None,
+    daily_audio_seconds: float | None = None,
+    label: str = "test",
+) -> tuple[ApiKey, str]:
+    """A key stored in the database of ``data_dir``, and its secret."""
+    with Database(data_dir / "voxline.db") as db:
+        return KeyStore(db).create(
+            env=env,
+            scopes=list(scopes),
+            label=label,
+            concurrency=concurrency,
+            daily_audio_seconds=daily_audio_seconds,
+        )
+
+
+def stored_key(data_dir: Path, secret: str) -> ApiKey:
+    """The key ``secret`` authenticates in the database of ``data_dir``."""
+    with Database(data_dir / "voxline.db") as db:
+        key = KeyStore(db).authenticate(secret)
+    assert key is not None
+    return key
+
+
+def revoke_key(data_dir: Path, secret: str) -> None:
+    with Database(data_dir / "voxline.db") as db:
+        store = KeyStore(db)
+        key = store.authenticate(secret)
+        assert key is not None and store.revoke(key.id)
