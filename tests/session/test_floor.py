@@ -242,3 +242,26 @@ def test_a_reply_in_progress_keeps_the_call_open_until_it_ends() -> None:
 
 def test_without_an_idle_limit_a_call_never_idles_out() -> None:
     assert Floor(TurnSettings(), WINDOW).tick(1e9) == []
+
+
+# ---- long talkers --------------------------------------------------------------------------
+
+
+def test_a_turn_that_reaches_the_longest_a_turn_may_be_ends_there() -> None:
+    f = floor(max_turn_ms=3000)
+    decisions = f.vad(windows(SURE, 2560))
+    assert not any(isinstance(d, Respond) for d in decisions)
+    stretch = stretch_of(f.vad(windows(SURE, 640)))
+    assert stretch.end - stretch.start == pytest.approx(3.0, abs=WINDOW)
+
+
+def test_a_caller_who_talks_on_gets_turns_of_bounded_length() -> None:
+    """Speech that goes on after a turn cut at its longest is not joined to it: the unheard
+    answer is dropped and the speech becomes the next turn, no longer than the first."""
+    f = floor(max_turn_ms=3000)
+    first = stretch_of(f.vad(windows(SURE, 3200)))
+    decisions = f.vad(windows(SURE, 3200))
+    assert DropReply() in decisions and JoinTurns() not in decisions
+    second = stretch_of(decisions)
+    assert second.start > first.speech_end - PRE_ROLL_SECONDS - WINDOW
+    assert second.end - second.start <= 3.0 + WINDOW

@@ -24,6 +24,7 @@ from voxline.session.agent import (
     SessionInfo,
     Speech,
 )
+from voxline.session.pacing import TYPED_TURNS_BURST
 from voxline.session.session import Session
 from voxline.session.turns import Finished
 
@@ -243,3 +244,16 @@ async def test_speech_over_a_reply_stops_it_within_a_few_windows(
     assert flush["reason"] == "barge_in"
     assert sent_after_onset * 20 <= 120  # a 96 ms rule on its own took 110–175 ms
     assert session.stats.barge_ins == 1
+
+
+async def test_typed_turns_beyond_their_budget_are_dropped_with_an_error(
+    call: tuple[Session, Line],
+) -> None:
+    """300 typed turns at once must not become 300 requests to the brain."""
+    session, line = call
+    for index in range(30):
+        await session.receive(InputText(f"question {index}"))
+    refused = [event for event in after(line, "error") if event["code"] == "rate_limit_exceeded"]
+    assert session.stats.turns == TYPED_TURNS_BURST
+    assert len(refused) == 30 - TYPED_TURNS_BURST
+    assert session.end_reason is None  # the session goes on

@@ -45,6 +45,9 @@ from voxline.session.turns import Finished
 
 STT_RATE: Final = 16000
 PARTIAL_INTERVAL_S: Final = 1.5  # re-decode the growing utterance at most this often
+PARTIAL_INTERVAL_SHARE: Final = 0.25
+"""And at most once per this share of the audio last decoded: a long turn's partials come
+less often, so a caller who talks on costs no more a second than a short turn does."""
 MIN_PARTIAL_AUDIO_S: Final = 1.0
 FIRST_SENTENCE_CHARS: Final = 40  # a short first piece: earlier first audio
 KNOWLEDGE_PASSAGES: Final = 3
@@ -196,6 +199,7 @@ class DefaultConversation:
         self._kb_passages: list[str] = []  # the endpoint's latest, to bias recognition with
         self._partial: asyncio.Task[None] | None = None
         self._last_partial_at = 0.0
+        self._last_partial_s = 0.0  # seconds of audio the last partial decoded
         self._draft: _Draft | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -249,11 +253,14 @@ class DefaultConversation:
             return
         self._drop_draft()
         now = time.monotonic()
-        partial_due = now - self._last_partial_at >= PARTIAL_INTERVAL_S
-        if partial_due and (self._partial is None or self._partial.done()):
+        interval = max(PARTIAL_INTERVAL_S, self._last_partial_s * PARTIAL_INTERVAL_SHARE)
+        if now - self._last_partial_at >= interval and (
+            self._partial is None or self._partial.done()
+        ):
             audio = utterance()
             if len(audio) >= MIN_PARTIAL_AUDIO_S * self._info.in_rate:
                 self._last_partial_at = now
+                self._last_partial_s = len(audio) / self._info.in_rate
                 self._partial = asyncio.create_task(self._send_partial(audio))
 
     def turn_finished(self) -> Finished:
@@ -324,6 +331,7 @@ class DefaultConversation:
 
     async def respond(self, turn: CallerTurn) -> AsyncIterator[ReplyPart]:
         draft, self._draft = self._draft, None
+        self._last_partial_s = 0.0  # the next turn's partials start afresh
         if self._partial is not None:
             self._partial.cancel()
         if draft is not None and turn.audio is not None:

@@ -13,6 +13,7 @@ import numpy as np
 from voxline.audio.pcm import Float32Array, Int16Array, pcm16_samples, to_float
 from voxline.audio.resample import StreamResampler
 from voxline.engines.vad import VadStream
+from voxline.session import pacing
 
 
 class CallerAudio:
@@ -65,11 +66,15 @@ class CallerStream:
 
     :meth:`append` never blocks and does no conversion: it only sets :attr:`ready` once the
     audio waiting for the VAD makes up a whole window, so that the listener wakes once per
-    window rather than once per frame.
+    window rather than once per frame. A ``paced`` stream takes audio at most
+    :data:`~voxline.session.pacing.AUDIO_RATE` times real time, which bounds what waits for
+    the VAD as well.
     """
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, *, paced: bool = False) -> None:
         self.rate = rate
+        self._budget = pacing.audio_budget(time.monotonic()) if paced else None
+        self.overrun = False  # audio came faster than the pace allows
         self.audio = CallerAudio(rate)
         vad_rate = 8000 if rate == 8000 else 16000
         self.vad = VadStream(vad_rate)
@@ -85,18 +90,24 @@ class CallerStream:
         """Stream time up to which the VAD has judged the audio."""
         return self.vad.processed_seconds
 
-    def append(self, pcm: bytes | memoryview) -> None:
-        """Caller PCM16 at the input rate."""
-        self.audio.append(pcm)
+    def append(self, pcm: bytes | memoryview) -> bool:
+        """Caller PCM16 at the input rate; False, and the audio dropped, when it comes
+        faster than the pace allows."""
+        now = time.monotonic()
         count = len(pcm) // 2
+        if self._budget is not None and not self._budget.spend(count / self.rate, now):
+            self.overrun = True
+            return False
+        self.audio.append(pcm)
         self.samples += count
-        self._arrivals.append((self.audio.end_time, time.monotonic()))
+        self._arrivals.append((self.audio.end_time, now))
         self._pending.append(pcm)
         self._pending_samples += count
         stream = self.vad
         at_vad_rate = self._pending_samples * stream.sample_rate // self.rate
         if stream.buffered_samples + at_vad_rate >= stream.window_size:
             self.ready.set()
+        return True
 
     def take(self) -> Float32Array:
         """The audio waiting for the VAD, at its rate, as floats."""
@@ -115,8 +126,10 @@ class CallerStream:
         index = bisect.bisect_left(self._arrivals, (at, 0.0))
         return self._arrivals[index][1] if index < len(self._arrivals) else None
 
-    def between(self, start: float, end: float) -> Int16Array:
-        return self.audio.between(start, end)
+    def between(self, start: float, end: float | None = None) -> Int16Array:
+        """The caller's audio from ``start`` to ``end`` (default: as far as the VAD has
+        judged it)."""
+        return self.audio.between(start, self.processed_seconds if end is None else end)
 
     def forget_before(self, t: float) -> None:
         self.audio.forget_before(t)

@@ -89,7 +89,7 @@ Decision = Respond | BargeIn | DropReply | JoinTurns | Listen | Greet | CloseIdl
 
 @dataclass(slots=True)
 class _Reply:
-    answers: float | None  # stream time the turn it answers began (None: typed or greeting)
+    answers: float | None  # stream time the turn it answers began, for joining (None: not)
     audible: bool = False
 
 
@@ -155,6 +155,10 @@ class Floor:
                     self._speech_ended(at, decisions)
             if self._reply is not None:
                 self._maybe_barge_in(decisions)
+            elif self._too_long():
+                ended = detector.end_turn()
+                assert ended is not None
+                self._speech_ended(ended.at, decisions, joinable=False)
         if detector.speaking and not self._speech_during_reply:
             decisions.append(Listen(paused=detector.silence_seconds * 1000 >= PAUSE_MS))
         return decisions
@@ -202,8 +206,10 @@ class Floor:
         """The caller sent something (audio or a frame) at ``now``."""
         self._last_activity = max(self._last_activity, now)
 
-    def tick(self, now: float) -> list[Decision]:
-        """The wall clock moved on."""
+    def tick(self, now: float, *, heard: float | None = None) -> list[Decision]:
+        """The wall clock moved on; ``heard``: when caller audio last arrived, if ever."""
+        if heard is not None:
+            self.caller_active(heard)
         if (
             self._idle_seconds is not None
             and self._reply is None
@@ -225,13 +231,21 @@ class Floor:
         self._speech_during_reply = reply is not None
         self._utterance_start = max(0.0, at - PRE_ROLL_SECONDS)
 
-    def _speech_ended(self, at: float, decisions: list[Decision]) -> None:
+    def _speech_ended(self, at: float, decisions: list[Decision], *, joinable: bool = True) -> None:
         start, self._utterance_start = self._utterance_start, None
         if self._speech_during_reply or start is None:
             # Speech under the agent's voice too short to barge in: a cough, a "mm-hm".
             self._speech_during_reply = False
             return
-        self._respond(Stretch(start, at + TAIL_SECONDS, at), decisions)
+        self._respond(Stretch(start, at + TAIL_SECONDS, at), decisions, joinable=joinable)
+
+    def _too_long(self) -> bool:
+        """The caller's turn has reached the longest a turn may be (with its tail)."""
+        start = self._utterance_start
+        if start is None or not self._detector.speaking:
+            return False
+        limit = self.settings.max_turn_ms / 1000 - TAIL_SECONDS
+        return self._detector.now - start >= limit - 1e-6
 
     def _maybe_barge_in(self, decisions: list[Decision]) -> None:
         """An audible reply is cut off from the speech run's first window sure enough to
@@ -246,7 +260,12 @@ class Floor:
         self._reply = None
         decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
 
-    def _respond(self, stretch: Stretch | None, decisions: list[Decision]) -> None:
+    def _respond(
+        self, stretch: Stretch | None, decisions: list[Decision], *, joinable: bool = True
+    ) -> None:
+        """Answer a turn; a ``joinable`` one is joined to speech that follows before the
+        answer is heard (a turn cut at its longest is not: it would grow without end)."""
         self.turns += 1
-        self._reply = _Reply(answers=None if stretch is None else stretch.start)
+        answers = stretch.start if stretch is not None and joinable else None
+        self._reply = _Reply(answers=answers)
         decisions.append(Respond(stretch))

@@ -28,7 +28,7 @@ from voxline.protocol.client_frames import (
 )
 from voxline.protocol.errors import CloseCode
 from voxline.protocol.events import Event
-from voxline.session import floor
+from voxline.session import floor, pacing
 from voxline.session.agent import (
     Agent,
     CallerTurn,
@@ -64,6 +64,7 @@ class Session:
         turn_settings: TurnSettings | None = None,
         observer: SessionObserver | None = None,
         idle_seconds: float | None = None,
+        paced: bool = False,
         chunk_ms: int = 20,
         lead_ms: int = 60,
     ) -> None:
@@ -73,7 +74,8 @@ class Session:
         self._vad = vad
         self._observer = observer or NoObserver()
         self.turn_settings = turn_settings or TurnSettings()
-        self._caller = CallerStream(info.in_rate)
+        self._caller = CallerStream(info.in_rate, paced=paced)
+        self._typed_turns = pacing.typed_turn_budget(time.monotonic())
         self._floor = Floor(
             self.turn_settings,
             self._caller.vad.window_seconds,
@@ -95,8 +97,11 @@ class Session:
         self._listener.add_done_callback(self._crashed)
 
     def receive_audio(self, pcm: bytes | memoryview) -> None:
-        """Caller PCM16 at the input rate; never blocks."""
-        self._caller.append(pcm)
+        """Caller PCM16 at the input rate; never blocks (too fast for the pace: ends the call)."""
+        overrun = self._caller.overrun
+        if not self._caller.append(pcm) and not overrun:
+            error = events.error("rate_limit_exceeded", "caller audio came faster than real time")
+            self._spawn(self.end("audio_too_fast", code=CloseCode.TOO_MANY_REQUESTS, error=error))
 
     async def receive(self, frame: ClientFrame) -> None:
         if self.end_reason is not None:
@@ -105,6 +110,9 @@ class Session:
         match frame:
             case Configure():
                 await self._configure(frame)
+            case Dtmf() | InputText() if not self._typed_turns.spend(1, time.monotonic()):
+                message = "typed turns came faster than one a second; this one was dropped"
+                await self._out.send_event(events.error("rate_limit_exceeded", message))
             case Dtmf(digits=digits):
                 for digit in digits:
                     await self._out.send_event(events.dtmf(digit))
@@ -118,10 +126,7 @@ class Session:
 
     def tick(self) -> None:
         """Let the wall clock's passing count (an idle call is closed)."""
-        if self._caller.last_arrival is not None:
-            self._floor.caller_active(self._caller.last_arrival)
-        decisions = self._floor.tick(time.monotonic())
-        if decisions:
+        if decisions := self._floor.tick(time.monotonic(), heard=self._caller.last_arrival):
             self._spawn(self._decide(decisions))
 
     async def end(self, reason: str, *, code: int = 1000, error: Event | None = None) -> None:
@@ -216,8 +221,7 @@ class Session:
                     await self.end("idle_timeout")
 
     def _utterance_so_far(self) -> Int16Array:
-        start = self._floor.utterance_start
-        return self._caller.between(start, self._caller.processed_seconds)
+        return self._caller.between(self._floor.utterance_start)
 
     async def _barge_in(self, reason: str) -> None:
         heard = self._player.playout.interrupt()

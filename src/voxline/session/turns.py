@@ -51,6 +51,10 @@ class TurnSettings:
     question_turn_ms: int = round(500 * QUESTION_SHARE)
     barge_in_min_ms: int = 128
     barge_in_confidence: float = 0.9  # a window this sure interrupts at once; 1 never does
+    max_turn_ms: int = 30_000
+    """A caller who talks on longer has their turn ended: the recogniser reads at most a
+    30 s window, and partial transcripts of a longer turn would cost more the longer it
+    grows."""
 
     def set_endpointing(self, milliseconds: int) -> None:
         """A client that asks for patience gets it in proportion for finished-sounding turns."""
@@ -100,6 +104,11 @@ class TurnDetector:
         self._run_start: float | None = None  # first window of the current speech run
         self._run_peak = 0.0  # the highest probability of the current speech run
         self._last_speech_end = 0.0
+
+    @property
+    def now(self) -> float:
+        """Stream time just after the last window fed."""
+        return self._now
 
     @property
     def speech_seconds(self) -> float:

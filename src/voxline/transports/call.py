@@ -109,6 +109,7 @@ async def run_call(
         services.vad,
         observer=metrics,
         idle_seconds=services.settings.idle_session_seconds,
+        paced=True,
     )
     record = CallRecord(
         call_id=info.call_id,
