@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -18,7 +19,9 @@ from starlette.routing import Route, WebSocketRoute
 from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey
 from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
+from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
+from voxline.server.body_limit import BodyLimit
 from voxline.server.issuing import error_response as _error
 from voxline.server.issuing import issue_token
 from voxline.server.services import Services
@@ -28,8 +31,6 @@ from voxline.transports.freeswitch import audio_stream
 from voxline.transports.omni import omni_endpoint
 from voxline.transports.services import CallServices
 from voxline.transports.twilio import media_stream, voice_webhook
-
-MAX_BODY_BYTES = 16 * 1024
 
 #: The transports reach the services through a protocol of their own; mypy checks here that
 #: ``Services`` provides it.
@@ -51,9 +52,7 @@ async def create_session_token(request: Request) -> Response:
     key = await _bearer_key(request, SCOPE_SESSION)
     if isinstance(key, Rejection):
         return _error(key)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return _error(Rejection("invalid_request", "request body too large"))
+    body = await request.body()  # bounded by BodyLimit
     try:
         payload: Any = json.loads(body or b"{}")
         spec = validate_token_request(payload)
@@ -74,10 +73,10 @@ async def list_calls(request: Request) -> Response:
     key = await _bearer_key(request, SCOPE_CALLS_READ)
     if isinstance(key, Rejection):
         return _error(key)
-    limit_text = request.query_params.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+    limit = parse_decimal(request.query_params.get("limit", "50"), 1, 1000)
+    if limit is None:
         return _error(Rejection("invalid_request", "limit must be 1-1000", param="limit"))
-    records = await asyncio.to_thread(services.calls.recent, int(limit_text))
+    records = await asyncio.to_thread(services.calls.recent, limit)
     return JSONResponse({"object": "list", "data": [_call_json(r) for r in records]})
 
 
@@ -143,5 +142,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             Route("/metrics", metrics),
             *web_routes(),
         ],
+        middleware=[Middleware(BodyLimit)],
         lifespan=lifespan,
     )
