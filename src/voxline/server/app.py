@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey
+from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_CALLS_READ_ALL, SCOPE_SESSION, ApiKey
 from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
 from voxline.protocol.digits import parse_decimal
@@ -63,12 +63,18 @@ async def create_session_token(request: Request) -> Response:
     return await issue_token(request, key, spec)
 
 
+def _readable_key_id(key: ApiKey) -> str | None:
+    """Whose calls ``key`` may read: its own, or everyone's (None) with the operator scope."""
+    return None if key.has_scope(SCOPE_CALLS_READ_ALL) else key.id
+
+
 def _call_json(record: CallRecord) -> dict[str, Any]:
     return {"object": "call", **dataclasses.asdict(record)}
 
 
 async def list_calls(request: Request) -> Response:
-    """``GET /v1/calls?limit=N``: the most recent call records (keys with ``calls:read``)."""
+    """``GET /v1/calls?limit=N``: the most recent call records of the key's own sessions
+    (``calls:read``), or of every key's (``calls:read_all``)."""
     services: Services = request.app.state.services
     key = await _bearer_key(request, SCOPE_CALLS_READ)
     if isinstance(key, Rejection):
@@ -76,7 +82,7 @@ async def list_calls(request: Request) -> Response:
     limit = parse_decimal(request.query_params.get("limit", "50"), 1, 1000)
     if limit is None:
         return _error(Rejection("invalid_request", "limit must be 1-1000", param="limit"))
-    records = await asyncio.to_thread(services.calls.recent, limit)
+    records = await asyncio.to_thread(services.calls.recent, limit, key_id=_readable_key_id(key))
     return JSONResponse({"object": "list", "data": [_call_json(r) for r in records]})
 
 
@@ -85,7 +91,10 @@ async def get_call(request: Request) -> Response:
     key = await _bearer_key(request, SCOPE_CALLS_READ)
     if isinstance(key, Rejection):
         return _error(key)
-    record = await asyncio.to_thread(services.calls.get, request.path_params["call_id"])
+    # Another key's call is "no such call", as if it did not exist: ids do not leak.
+    record = await asyncio.to_thread(
+        services.calls.get, request.path_params["call_id"], key_id=_readable_key_id(key)
+    )
     if record is None:
         return JSONResponse(
             {
