@@ -78,8 +78,12 @@ class Admission:
         return key if refused is None else refused
 
     async def page(self, web_key: str, *, address: str) -> ApiKey | Rejection:
-        """The server's page key (``web_key``), to mint a browser token for its own page.
-        The browser is not at fault if the key is unusable: that is an ``internal_error``."""
+        """The server's page key (``web_key``), to mint a browser token for its own page,
+        within the address's own rate of page tokens. The browser is not at fault if the key
+        is unusable: that is an ``internal_error``."""
+        refused = await self._limits.check_page_token(address)
+        if refused is not None:
+            return refused
         unusable = Rejection(
             "internal_error", f"the server's page key is unknown, revoked or lacks {SCOPE_SESSION}"
         )

@@ -88,6 +88,9 @@ class LimitSettings(BaseSettings):
     connects_per_minute_per_key: int = Field(120, ge=1)
     connects_per_minute_per_address: int = Field(600, ge=1)
     auth_failures_per_minute_per_address: int = Field(20, ge=1)
+    page_tokens_per_minute_per_address: int = Field(
+        10, ge=1, description="browser tokens the page at / mints per client address"
+    )
 
 
 class TwilioSettings(BaseSettings):
@@ -191,6 +194,11 @@ class Settings(BaseSettings):
     )
     public_url: str | None = Field(
         None, description="external base URL (https://host) when behind a proxy"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses (or networks) of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: no forwarded header is, from anyone",
     )
     web_key: str | None = Field(
         None,

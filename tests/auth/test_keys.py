@@ -134,6 +134,14 @@ def test_scopes() -> None:
     assert not api_key(scopes=()).has_scope("omni:session")
 
 
+def test_the_operator_scope_reads_calls_too() -> None:
+    own = api_key(scopes={"calls:read"})
+    assert own.has_scope("calls:read") and not own.has_scope("calls:read_all")
+    operator = api_key(scopes={"calls:read_all"})
+    assert operator.has_scope("calls:read") and operator.has_scope("calls:read_all")
+    assert not operator.has_scope("omni:session")
+
+
 def test_keys_are_immutable() -> None:
     key = api_key(scopes={"omni:session"})
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -228,3 +228,15 @@ async def test_a_server_at_capacity_refuses_every_key(backend: StateBackend) -> 
     assert isinstance(lease, SessionLease)
     await lease.release()
     assert isinstance(await policy.acquire_session(api_key(key_id="key_00000003")), SessionLease)
+
+
+async def test_page_tokens_limited_per_address(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(page_tokens_per_minute_per_address=2))
+    assert await policy.check_page_token("198.51.100.7") is None
+    assert await policy.check_page_token("198.51.100.7") is None
+    refused = await policy.check_page_token("198.51.100.7")
+    assert isinstance(refused, Rejection) and refused.code == "rate_limit_exceeded"
+    assert refused.retry_after is not None and 0 < refused.retry_after <= 30
+    assert await policy.check_page_token("198.51.100.8") is None
+    # Its own budget: the address's connects are untouched.
+    assert await policy.check_connect("198.51.100.7", "key_a") is None

@@ -45,9 +45,18 @@ def test_configure_keeps_unknown_keys_and_validates_known_ones() -> None:
         ("endpointing_ms", True),
         ("persona", 5),
         ("kb_endpoint", "ftp://x"),
+        ("kb_endpoint", "http://["),  # urlsplit raises on it
+        ("kb_endpoint", "http://kb.example:99999/"),  # .port raises on it
+        ("kb_endpoint", "http://:80/"),
+        ("kb_endpoint", "http://kb.exa\tmple/"),  # urlsplit would drop the tab
+        ("tools", [{"name": "t", "endpoint": "https://[::1/x"}]),
         ("tools", [{"name": "has space"}]),
         ("tools", "nope"),
         ("audio_out", "pcm16@11025"),
+        ("audio_out", "pcm16@²"),  # passes str.isdigit(), then int() raises
+        ("audio_out", "pcm16@１６０００"),  # fullwidth digits, which int() reads
+        ("audio_out", "pcm16@+16000"),
+        ("audio_out", 16000.0),
         ("vad_threshold", 2),
     ],
 )
@@ -61,6 +70,16 @@ def test_malformed_configure_values_are_reported_and_not_applied(key: str, value
     assert error["event"] == "error"
     assert error["code"] == "invalid_configure"
     assert error["param"] == key
+
+
+def test_a_configure_of_too_many_keys_is_refused_whole() -> None:
+    keys = {f"x_{index}": index for index in range(client_frames.MAX_CONFIGURE_KEYS)}
+    at_cap = parse({"type": "configure", **keys})
+    assert isinstance(at_cap.frame, Configure) and len(at_cap.frame.unknown) == 64
+    over = parse({"type": "configure", **keys, "voice_id": "v"})
+    assert over.frame is None
+    [error] = over.notices
+    assert (error["event"], error["code"]) == ("error", "invalid_configure")
 
 
 def test_audio_out_accepts_format_string_or_rate() -> None:

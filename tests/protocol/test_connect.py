@@ -51,6 +51,9 @@ def test_defaults_and_label_aliases() -> None:
         ({"format": "opus"}, "invalid_format"),
         ({"rate": "44100"}, "invalid_rate"),
         ({"rate": "fast"}, "invalid_rate"),
+        ({"rate": "²"}, "invalid_rate"),  # passes str.isdigit(), then int() raises
+        ({"rate": "１６０００"}, "invalid_rate"),  # fullwidth digits, which int() reads
+        ({"rate": " 16000"}, "invalid_rate"),
         ({"session_label": "x" * 257}, "invalid_agent_id"),
         ({"agent_id": "bad\nlabel"}, "invalid_agent_id"),
         ({"framing": "json"}, "invalid_framing"),

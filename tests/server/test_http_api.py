@@ -133,7 +133,7 @@ async def test_call_records_need_the_calls_read_scope(
 
 async def test_the_calls_just_made_are_listed_and_fetched(echo_server: RunningServer) -> None:
     caller_key = echo_server.create_key()
-    reader = echo_server.create_key(scopes=("calls:read",))
+    reader = echo_server.create_key(scopes=("calls:read_all",))
     started = time.time()
     first = await short_call(echo_server, caller_key, "records-first", 0.4)
     second = await short_call(echo_server, caller_key, "records-second", 0.2)
@@ -168,6 +168,33 @@ async def test_the_calls_just_made_are_listed_and_fetched(echo_server: RunningSe
 
     newest = await get(echo_server, "/v1/calls?limit=1", reader)
     assert [call["call_id"] for call in newest.json()["data"]] == [second]
+
+
+async def test_a_key_reads_only_its_own_calls_unless_it_is_an_operator(
+    echo_server: RunningServer,
+) -> None:
+    mine = echo_server.create_key(scopes=("omni:session", "calls:read"))
+    theirs = echo_server.create_key(scopes=("omni:session", "calls:read"))
+    operator = echo_server.create_key(scopes=("calls:read_all",))
+    my_call = await short_call(echo_server, mine, "own-calls-mine", 0.1)
+    their_call = await short_call(echo_server, theirs, "own-calls-theirs", 0.1)
+
+    listed = (await get(echo_server, "/v1/calls?limit=1000", mine)).json()["data"]
+    assert {call["key_id"] for call in listed} == {stored_key(echo_server.data_dir, mine).id}
+    assert my_call in [call["call_id"] for call in listed]
+    assert (await finished_record(echo_server, mine, my_call))["call_id"] == my_call
+    # Another key's call is as unknown as one that never was: its id tells nothing.
+    assert_envelope(
+        await get(echo_server, f"/v1/calls/{their_call}", mine),
+        404,
+        "not_found",
+        "invalid_request_error",
+        "call_id",
+    )
+
+    everyone = (await get(echo_server, "/v1/calls?limit=1000", operator)).json()["data"]
+    assert {my_call, their_call} <= {call["call_id"] for call in everyone}
+    assert (await finished_record(echo_server, operator, their_call))["call_id"] == their_call
 
 
 async def test_an_unknown_call_is_404(echo_server: RunningServer) -> None:

@@ -110,7 +110,7 @@ async def test_both_processes_are_ready_on_the_shared_backend(cluster: Cluster) 
 
 async def test_key_concurrency_is_shared(cluster: Cluster) -> None:
     key = cluster.a.create_key(concurrency=1)
-    reader = cluster.a.create_key(scopes=("calls:read",))
+    reader = cluster.a.create_key(scopes=("calls:read_all",))
     on_a = await admitted(cluster.a.ws, key)
     call_id = on_a.got.first("hello")["call_id"]
     code, event = await refused(cluster.b.ws, key)

@@ -59,11 +59,17 @@ def worker_of(server: RunningServer, caller: Caller) -> int:
     raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
-async def callers_on_every_worker(server: RunningServer, key: str) -> dict[int, list[Caller]]:
-    """Open sessions until each worker holds at least one."""
+async def callers_on_every_worker(
+    server: RunningServer, key: str, *, in_query: bool = False
+) -> dict[int, list[Caller]]:
+    """Open sessions, the key in a subprotocol (or ``?api_key=``), until each worker holds
+    at least one."""
     held: dict[int, list[Caller]] = {}
     for _ in range(60):
-        caller = await Caller.open(server.ws, subprotocols=[f"pyai-key.{key}"])
+        if in_query:
+            caller = await Caller.open(f"{server.ws}?api_key={key}")
+        else:
+            caller = await Caller.open(server.ws, subprotocols=[f"pyai-key.{key}"])
         await caller.wait_for("hello")
         held.setdefault(worker_of(server, caller), []).append(caller)
         if len(held) == WORKERS:
@@ -124,6 +130,17 @@ async def test_metrics_and_call_records_cover_every_worker(
     samples = await scrape(workers_server)
     assert value(samples, "voxline_active_sessions") == 0
     assert value(samples, "voxline_sessions_total", close_code="1000") >= len(callers)
+
+
+async def test_no_worker_logs_a_secret(workers_server: RunningServer, key: str) -> None:
+    held = await callers_on_every_worker(workers_server, key, in_query=True)
+    for callers in held.values():
+        for caller in callers:
+            await caller.close()
+    await asyncio.sleep(0.3)  # the workers' access log lines
+    log = workers_server.log()
+    assert log.count(f"api_key={key[:10]}...[redacted]") >= WORKERS
+    assert key not in log
 
 
 async def test_a_browser_token_is_one_session_across_workers(

@@ -88,6 +88,18 @@ def test_recent_newest_first(calls: CallRecords) -> None:
         calls.recent(0)
 
 
+def test_a_key_reads_only_its_own_calls(calls: CallRecords) -> None:
+    for n, key_id in enumerate(["key_a", "key_b", "key_a", "key_b"]):
+        calls.open(dataclasses.replace(started(f"call_{n}", float(n)), key_id=key_id))
+    assert [r.call_id for r in calls.recent(10, key_id="key_a")] == ["call_2", "call_0"]
+    assert [r.call_id for r in calls.recent(1, key_id="key_b")] == ["call_3"]
+    assert calls.recent(10, key_id="key_c") == []
+    assert len(calls.recent(10)) == 4
+    assert calls.get("call_1", key_id="key_b") is not None
+    assert calls.get("call_1", key_id="key_a") is None
+    assert calls.get("call_1") is not None
+
+
 def test_an_unfinished_call_survives_a_crash(tmp_path: Path) -> None:
     db = Database(tmp_path / "voxline.db")
     CallRecords(db).open(started("call_1"))

@@ -32,6 +32,14 @@ def api_key(
     )
 
 
+_created: dict[Path, list[str]] = {}
+
+
+def secrets_created(data_dir: Path) -> list[str]:
+    """Every secret :func:`create_key` made in ``data_dir``: what must never be logged."""
+    return _created.get(data_dir.resolve(), [])
+
+
 def create_key(
     data_dir: Path,
     *,
@@ -43,13 +51,15 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """A key stored in the database of ``data_dir``, and its secret."""
     with Database(data_dir / "voxline.db") as db:
-        return KeyStore(db).create(
+        key, secret = KeyStore(db).create(
             env=env,
             scopes=list(scopes),
             label=label,
             concurrency=concurrency,
             daily_audio_seconds=daily_audio_seconds,
         )
+    _created.setdefault(data_dir.resolve(), []).append(secret)
+    return key, secret
 
 
 def stored_key(data_dir: Path, secret: str) -> ApiKey:

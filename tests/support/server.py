@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.keys import create_key
+from tests.support.keys import create_key, secrets_created
 from voxline.auth.keys import KeyEnv
 from voxline.bench.process import ServerFailed, serve_process
 
@@ -19,6 +19,7 @@ OPEN_LIMITS = {
     "VOXLINE_LIMITS_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS": "100000",
     "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": "100000",
     "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": "100000",
+    "VOXLINE_LIMITS_PAGE_TOKENS_PER_MINUTE_PER_ADDRESS": "100000",
 }
 
 
@@ -75,6 +76,14 @@ def run_server(
                 yield RunningServer(spawned.process, spawned.port, data_dir, log_path)
         except ServerFailed as exc:
             raise ServerFailed(f"{exc}:\n{log_path.read_text(errors='replace')}") from exc
+    assert_no_secret_logged(data_dir, log_path)
+
+
+def assert_no_secret_logged(data_dir: Path, log_path: Path) -> None:
+    """No secret of a key made for the server (in ``data_dir``) is anywhere in its log."""
+    log = log_path.read_text(errors="replace")
+    leaked = [secret[:10] for secret in secrets_created(data_dir) if secret in log]
+    assert not leaked, f"the secrets of {leaked}... are in the server's log {log_path}"
 
 
 _started = itertools.count()

@@ -69,7 +69,7 @@ def phones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phones]:
 
 
 def _calls(server: RunningServer) -> dict[str, dict[str, Any]]:
-    key = server.create_key(scopes=("calls:read",))
+    key = server.create_key(scopes=("calls:read_all",))
     response = httpx.get(
         f"{server.http}/v1/calls", headers={"Authorization": f"Bearer {key}"}, timeout=10
     )

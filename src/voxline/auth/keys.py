@@ -19,7 +19,12 @@ KeyEnv = Literal["test", "live"]
 SCOPE_SESSION = "omni:session"
 SCOPE_ALL = "omni:*"
 SCOPE_CALLS_READ = "calls:read"
-KNOWN_SCOPES = frozenset({SCOPE_SESSION, SCOPE_ALL, SCOPE_CALLS_READ})
+"""The call records of the key's own sessions."""
+SCOPE_CALLS_READ_ALL = "calls:read_all"
+"""Every key's call records: an operator's scope."""
+KNOWN_SCOPES = frozenset({SCOPE_SESSION, SCOPE_ALL, SCOPE_CALLS_READ, SCOPE_CALLS_READ_ALL})
+_IMPLIED_BY = {SCOPE_CALLS_READ: SCOPE_CALLS_READ_ALL}
+"""A scope that a broader one grants too."""
 
 #: Characters of the secret kept in clear so that people can tell their keys apart.
 _DISPLAY_CHARS = 4
@@ -43,9 +48,11 @@ class ApiKey:
         return self.revoked_at is not None
 
     def has_scope(self, scope: str) -> bool:
-        """Whether the key grants ``scope``; ``ns:*`` grants every ``ns:`` scope."""
+        """Whether the key grants ``scope``; ``ns:*`` grants every ``ns:`` scope, and
+        ``calls:read_all`` grants ``calls:read``."""
         namespace, _, _ = scope.partition(":")
-        return scope in self.scopes or f"{namespace}:*" in self.scopes
+        broader = (f"{namespace}:*", _IMPLIED_BY.get(scope))
+        return scope in self.scopes or any(other in self.scopes for other in broader)
 
 
 def _digest(secret: str) -> bytes:

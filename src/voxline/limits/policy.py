@@ -151,6 +151,20 @@ class LimitPolicy:
             )
         return None
 
+    async def check_page_token(self, address: str) -> Rejection | None:
+        """Count a page token minted for ``address``. The page key is everyone's, so each
+        address gets its own share of it before the key's connect rate is spent."""
+        retry_after = await self._backend.hit(
+            f"page-tokens:address:{_address_bucket(address)}",
+            self._settings.page_tokens_per_minute_per_address,
+            _MINUTE,
+        )
+        if retry_after is None:
+            return None
+        return Rejection(
+            "rate_limit_exceeded", "too many page tokens for this address", retry_after
+        )
+
     def daily_cap(self, key: ApiKey) -> float | None:
         """Seconds of audio ``key`` may use per UTC day: its own cap, else test keys' default."""
         if key.daily_audio_seconds is not None:

@@ -15,14 +15,18 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from voxline.protocol import events
+from voxline.protocol.digits import parse_decimal
 from voxline.protocol.events import Event
 
 DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 MAX_TOOL_OUTPUT_BYTES: Final = 6 * 1024
 MAX_INPUT_TEXT_CHARS: Final = 4000
 MAX_TOOLS: Final = 64
+MAX_CONFIGURE_KEYS: Final = 64
+"""Keys in one ``configure``, known or not: a frame with more is refused whole."""
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RATES: Final = (8000, 16000, 24000)
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +125,13 @@ def _string(value: Any, name: str, *, max_len: int, allow_empty: bool = True) ->
 
 def _http_url(value: Any, name: str) -> str:
     url = _string(value, name, max_len=2048)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:  # urlsplit raises on an unclosed "[" in the host, .port on a port out of range
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        raise _Invalid(f"{name} must be an http(s) URL") from None
+    # urlsplit silently drops tabs and newlines, so they are checked on the text itself.
+    if parts.scheme not in ("http", "https") or not parts.hostname or _CONTROL_CHARS.search(url):
         raise _Invalid(f"{name} must be an http(s) URL")
     return url
 
@@ -156,10 +165,10 @@ def _audio_out(value: Any, name: str) -> int:
     rate: Any = value
     if isinstance(value, str):
         fmt, _, rate_text = value.partition("@")
-        if fmt != "pcm16" or not rate_text.isdigit():
+        rate = parse_decimal(rate_text, min(_RATES), max(_RATES))
+        if fmt != "pcm16" or rate is None:
             raise _Invalid(f'{name} must look like "pcm16@24000"')
-        rate = int(rate_text)
-    if isinstance(rate, bool) or rate not in _RATES:
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate not in _RATES:
         raise _Invalid(f"{name} rate must be one of {', '.join(map(str, _RATES))}")
     return int(rate)
 
@@ -209,7 +218,10 @@ _CONFIGURE_KEYS: Final[dict[str, Callable[[Any, str], Any]]] = {
 }
 
 
-def _configure(message: dict[str, Any]) -> tuple[Configure, list[Event]]:
+def _configure(message: dict[str, Any]) -> tuple[Configure | None, list[Event]]:
+    if len(message.keys() - {"type", "event"}) > MAX_CONFIGURE_KEYS:
+        refusal = f"a configure may set at most {MAX_CONFIGURE_KEYS} keys; none were applied"
+        return None, [events.error("invalid_configure", refusal)]
     settings: dict[str, Any] = {}
     unknown: list[str] = []
     rejected: list[str] = []

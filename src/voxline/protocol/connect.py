@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
 from voxline.protocol.frames import Framing
 
@@ -67,8 +68,8 @@ def parse_connect(
         return Rejection(
             "invalid_format", f"unsupported format {fmt[:32]!r}; use pcm16", None, "format"
         )
-    rate_text = query.get("rate", str(DEFAULT_RATE))
-    if not rate_text.isdigit() or int(rate_text) not in RATES:
+    rate = parse_decimal(query.get("rate", str(DEFAULT_RATE)), min(RATES), max(RATES))
+    if rate not in RATES:
         return Rejection("invalid_rate", "rate must be one of 8000, 16000, 24000", None, "rate")
     label = query.get("session_label") or query.get("agent_id") or query.get("agent")
     if label is not None and (len(label) > MAX_LABEL_CHARS or _CONTROL_CHARS.search(label)):
@@ -90,7 +91,7 @@ def parse_connect(
         credential=credential,
         credential_source=source,
         subprotocol=select_subprotocol(offered),
-        rate=int(rate_text),
+        rate=rate,
         label=label,
         framing=framing,
         origin=headers.get("origin"),

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import CloseCode
 from voxline.protocol.frames import TAG_AUDIO, TAG_CONTROL, TAG_TRANSCRIPT, Framing
 
@@ -73,7 +74,7 @@ def audio_rate(audio_format: object) -> int | None:
     if not isinstance(audio_format, str):
         return None
     fmt, _, rate = audio_format.partition("@")
-    return int(rate) if fmt == "pcm16" and rate.isdigit() and int(rate) > 0 else None
+    return parse_decimal(rate, 1, 1_000_000) if fmt == "pcm16" else None
 
 
 _CLOSE_MEANINGS: Final[dict[int, str]] = {

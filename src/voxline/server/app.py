@@ -11,14 +11,17 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey
+from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_CALLS_READ_ALL, SCOPE_SESSION, ApiKey
 from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
+from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
+from voxline.server.body_limit import BodyLimit
 from voxline.server.issuing import error_response as _error
 from voxline.server.issuing import issue_token
 from voxline.server.services import Services
@@ -28,8 +31,6 @@ from voxline.transports.freeswitch import audio_stream
 from voxline.transports.omni import omni_endpoint
 from voxline.transports.services import CallServices
 from voxline.transports.twilio import media_stream, voice_webhook
-
-MAX_BODY_BYTES = 16 * 1024
 
 #: The transports reach the services through a protocol of their own; mypy checks here that
 #: ``Services`` provides it.
@@ -51,9 +52,7 @@ async def create_session_token(request: Request) -> Response:
     key = await _bearer_key(request, SCOPE_SESSION)
     if isinstance(key, Rejection):
         return _error(key)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return _error(Rejection("invalid_request", "request body too large"))
+    body = await request.body()  # bounded by BodyLimit
     try:
         payload: Any = json.loads(body or b"{}")
         spec = validate_token_request(payload)
@@ -64,20 +63,26 @@ async def create_session_token(request: Request) -> Response:
     return await issue_token(request, key, spec)
 
 
+def _readable_key_id(key: ApiKey) -> str | None:
+    """Whose calls ``key`` may read: its own, or everyone's (None) with the operator scope."""
+    return None if key.has_scope(SCOPE_CALLS_READ_ALL) else key.id
+
+
 def _call_json(record: CallRecord) -> dict[str, Any]:
     return {"object": "call", **dataclasses.asdict(record)}
 
 
 async def list_calls(request: Request) -> Response:
-    """``GET /v1/calls?limit=N``: the most recent call records (keys with ``calls:read``)."""
+    """``GET /v1/calls?limit=N``: the most recent call records of the key's own sessions
+    (``calls:read``), or of every key's (``calls:read_all``)."""
     services: Services = request.app.state.services
     key = await _bearer_key(request, SCOPE_CALLS_READ)
     if isinstance(key, Rejection):
         return _error(key)
-    limit_text = request.query_params.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+    limit = parse_decimal(request.query_params.get("limit", "50"), 1, 1000)
+    if limit is None:
         return _error(Rejection("invalid_request", "limit must be 1-1000", param="limit"))
-    records = await asyncio.to_thread(services.calls.recent, int(limit_text))
+    records = await asyncio.to_thread(services.calls.recent, limit, key_id=_readable_key_id(key))
     return JSONResponse({"object": "list", "data": [_call_json(r) for r in records]})
 
 
@@ -86,7 +91,10 @@ async def get_call(request: Request) -> Response:
     key = await _bearer_key(request, SCOPE_CALLS_READ)
     if isinstance(key, Rejection):
         return _error(key)
-    record = await asyncio.to_thread(services.calls.get, request.path_params["call_id"])
+    # Another key's call is "no such call", as if it did not exist: ids do not leak.
+    record = await asyncio.to_thread(
+        services.calls.get, request.path_params["call_id"], key_id=_readable_key_id(key)
+    )
     if record is None:
         return JSONResponse(
             {
@@ -143,5 +151,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             Route("/metrics", metrics),
             *web_routes(),
         ],
+        middleware=[Middleware(BodyLimit)],
         lifespan=lifespan,
     )

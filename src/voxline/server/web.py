@@ -4,7 +4,8 @@ The page must never hold a secret key, so the server holds one for it (``web_key
 mints a short-lived browser token from it for each conversation, locked to the origin the
 page was served from. A page elsewhere gets no token: browsers always send their own
 ``Origin`` with a POST. Clients outside a browser can claim any origin, though, so anyone
-who can reach the endpoint can spend the page key's sessions: it is on only when configured.
+who can reach the endpoint can spend the page key's sessions: it is on only when configured,
+and each client address may mint only ``page_tokens_per_minute_per_address`` tokens.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ async def index(request: Request) -> Response:
 
 def is_own_origin(request: Request, origin: str) -> bool:
     """Whether ``origin`` is the one the page was served from: the public URL's if one is
-    set (behind a proxy), else the scheme and ``Host`` of this very request."""
+    set, whatever the request's ``Host`` says; else the scheme and ``Host`` of this very
+    request, which a client outside a browser can set to anything (as it can its
+    ``Origin``): set ``public_url`` on a server reachable from the internet."""
     services: Services = request.app.state.services
     public_url = services.settings.public_url
     base = urlsplit(public_url) if public_url else request.base_url

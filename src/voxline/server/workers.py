@@ -12,7 +12,7 @@ time), and Prometheus metrics through prometheus_client's multiprocess files, so
 from __future__ import annotations
 
 import json
-import logging
+import logging.config
 import os
 import tempfile
 from typing import Any, Final
@@ -23,17 +23,19 @@ from starlette.applications import Starlette
 from voxline.config import Settings
 from voxline.server.app import create_app
 from voxline.server.metrics import MULTIPROCESS_DIR_VARIABLE
+from voxline.server.redaction import log_config
 from voxline.store.database import Database
 
 WS_MAX_BYTES: Final = 1024 * 1024
 """Above the protocol's own limits, which close with 1009 themselves."""
+MAX_REQUEST_HEAD_BYTES: Final = 64 * 1024
+"""The request line and headers together; a larger head is refused with 400 and closed."""
 _HANDOVER_VARIABLE: Final = "_VOXLINE_WORKER_SETTINGS"
 """Carries the parent's settings to the workers, which uvicorn starts afresh (spawned)."""
-LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    logging.config.dictConfig(log_config(level))
 
 
 def run_server(settings: Settings, *, log_level: str = "info") -> None:
@@ -48,6 +50,14 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
         "ws_max_size": WS_MAX_BYTES,
         # Audio hardly compresses; deflating each 20 ms frame made receiving it cost 1.5x.
         "ws_per_message_deflate": False,
+        # h11, not httptools: httptools takes headers of any size, h11 caps the request head.
+        "http": "h11",
+        "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
+        # X-Forwarded-For and -Proto only from the proxies configured; uvicorn's default
+        # would trust them from any local process.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": settings.trusted_proxies or None,
+        "log_config": log_config(log_level),
         "log_level": log_level,
         "loop": "uvloop" if os.name != "nt" else "asyncio",
     }

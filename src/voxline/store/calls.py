@@ -80,20 +80,24 @@ class CallRecords:
             )
             return cursor.rowcount == 1
 
-    def get(self, call_id: str) -> CallRecord | None:
+    def get(self, call_id: str, *, key_id: str | None = None) -> CallRecord | None:
+        """The call ``call_id``; with ``key_id``, only if it is that key's."""
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)
+                f"SELECT {_COLUMNS} FROM calls WHERE call_id = ? AND (? IS NULL OR key_id = ?)",
+                (call_id, key_id, key_id),
             ).fetchone()
         return None if row is None else _record(row)
 
-    def recent(self, limit: int = 50) -> list[CallRecord]:
-        """The ``limit`` most recently started calls, newest first."""
+    def recent(self, limit: int = 50, *, key_id: str | None = None) -> list[CallRecord]:
+        """The ``limit`` most recently started calls, newest first; with ``key_id``, of
+        that key only."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         with self._db.read() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM calls ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                (limit,),
+                f"SELECT {_COLUMNS} FROM calls WHERE ? IS NULL OR key_id = ? "
+                "ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (key_id, key_id, limit),
             ).fetchall()
         return [_record(row) for row in rows]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote
 
+from voxline.protocol.digits import parse_decimal
+
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 
@@ -93,9 +95,10 @@ class EslParser:
             headers = _header_lines(bytes(buffer[:end]), decode_values=False)
             del buffer[: end + 2]
             length_text = headers.get("Content-Length", "0")
-            if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
+            length = parse_decimal(length_text, 0, MAX_BODY_BYTES)
+            if length is None:
                 raise EslProtocolError(f"bad Content-Length {length_text[:20]!r}")
-            self._headers, self._length = headers, int(length_text)
+            self._headers, self._length = headers, length
         if len(buffer) < self._length:
             return None
         body = bytes(buffer[: self._length])
@@ -110,8 +113,9 @@ def parse_event_plain(body: bytes) -> EslEvent:
     head, sep, rest = body.partition(b"\n\n")
     headers = _header_lines(head, decode_values=True)
     text = ""
-    if sep and "Content-Length" in headers:
-        text = rest[: int(headers["Content-Length"])].decode("utf-8", "replace")
+    length = parse_decimal(headers.get("Content-Length", ""), 0, MAX_BODY_BYTES)
+    if sep and length is not None:
+        text = rest[:length].decode("utf-8", "replace")
     return EslEvent(headers, text)
 
 

@@ -32,8 +32,7 @@ def start_configure(settings: Settings, out_rate: int) -> Configure:
     parsed = client_frames.parse({**settings.phone.configure, "type": "configure"})
     for notice in parsed.notices:
         log.warning("phone configure: %s", notice.get("message"))
-    frame = parsed.frame
-    assert isinstance(frame, Configure)
+    frame = parsed.frame if isinstance(parsed.frame, Configure) else Configure.of()
     keys = (*(key for key in frame.keys if key != "audio_out"), "audio_out")
     return replace(frame, settings=replace(frame.settings, audio_out=out_rate), keys=keys)
 

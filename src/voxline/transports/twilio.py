@@ -24,6 +24,7 @@ from voxline.audio.g711 import ulaw_decode, ulaw_encode
 from voxline.audio.pcm import pcm16_samples
 from voxline.config import TwilioSettings
 from voxline.protocol.client_frames import DTMF_DIGITS, Dtmf
+from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import CloseCode, Rejection
 from voxline.session.agent import SessionInfo
 from voxline.session.session import Session
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 RATE = 8000
 START_TIMEOUT = 10.0
-MAX_WEBHOOK_BYTES = 64 * 1024
 
 
 def _not_configured() -> Response:
@@ -65,9 +65,7 @@ async def voice_webhook(request: Request) -> Response:
     settings = services.settings.twilio
     if settings.auth_token is None or settings.public_host is None:
         return _not_configured()
-    body = await request.body()
-    if len(body) > MAX_WEBHOOK_BYTES:
-        return _forbidden("request body too large")
+    body = await request.body()  # the server bounds every request body
     params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     # Twilio signs the URL it was told to call: the public one, not the proxy's inner one.
     url = f"https://{settings.public_host}{request.url.path}"
@@ -111,8 +109,9 @@ class TwilioLine(PhoneLine):
         await self.send(twilio_media.clear(self.stream.stream_sid))
 
     def marked(self, name: str) -> None:
-        if name.isdigit() and self.session is not None:
-            self.session.far_end_played(int(name))
+        samples = parse_decimal(name, 0, self._sent)
+        if samples is not None and self.session is not None:
+            self.session.far_end_played(samples)
 
     async def _transfer_call(self) -> None:
         number = self._settings.transfer_number
