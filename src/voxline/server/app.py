@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -19,9 +20,11 @@ from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey
 from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
 from voxline.protocol.errors import Rejection
+from voxline.server.capacity import ConnectionCap
 from voxline.server.issuing import error_response as _error
 from voxline.server.issuing import issue_token
 from voxline.server.services import Services
+from voxline.server.shutdown import drain_on_signals
 from voxline.server.web import web_routes
 from voxline.store.calls import CallRecord
 from voxline.transports.freeswitch import audio_stream
@@ -118,15 +121,21 @@ async def metrics(request: Request) -> Response:
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+def create_app(
+    settings: Settings, services: Services | None = None, *, max_connections: int | None = None
+) -> Starlette:
+    """The app; ``max_connections`` caps its open WebSockets (unset: no cap)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = services or Services(settings)
-        await app.state.services.start()
+        app.state.services = running = services or Services(settings)
+        await running.start()
+        undo = drain_on_signals(running.drain)
         try:
             yield
         finally:
-            await app.state.services.aclose()
+            undo()
+            await running.aclose()
 
     return Starlette(
         routes=[
@@ -144,4 +153,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *web_routes(),
         ],
         lifespan=lifespan,
+        middleware=[]
+        if max_connections is None
+        else [Middleware(ConnectionCap, limit=max_connections)],
     )

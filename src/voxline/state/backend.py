@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+class StateUnavailable(Exception):
+    """The backend cannot be reached (Redis down, restarting or failing over).
+
+    Callers fail closed on it: no new session is admitted while limits cannot be checked,
+    and live sessions carry on, their leases re-asserted once the backend answers again.
+    """
+
+
 class StateBackend(Protocol):
     """Expiring shared state: in process (:class:`MemoryBackend`) or across processes (Redis).
 
