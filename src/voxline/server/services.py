@@ -26,6 +26,7 @@ from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 from voxline.store.servers import ServerRegistry
 from voxline.telephony.esl import EventSocket
+from voxline.transports.call import WATCH_INTERVAL
 from voxline.transports.live import LiveCalls
 
 log = logging.getLogger(__name__)
@@ -184,14 +185,16 @@ class Services:
         return True
 
     async def _backend_answers(self) -> bool:
+        """Whether the state backend answers and is not settling (new sessions would be
+        refused)."""
         try:
-            await self.backend.get("readyz")
+            return await self.backend.settling() == 0
         except Exception:
             return False
-        return True
 
 
 def _redis_backend(url: str) -> StateBackend:
     from voxline.state.redis import RedisBackend
 
-    return RedisBackend(url)
+    # Twice the watchdogs' interval: every live lease is re-asserted by then.
+    return RedisBackend(url, settle_s=2 * WATCH_INTERVAL)

@@ -65,4 +65,14 @@ class StateBackend(Protocol):
         """A stored mapping (a copy), or None if absent or expired."""
         ...
 
+    async def settling(self) -> float:
+        """Seconds before this state can be trusted to hold every live session's lease; 0
+        once it can.
+
+        Shared state that was lost (a Redis restarted empty) holds none of the leases of the
+        sessions still running; their watchdogs take them again within a few seconds. New
+        sessions must wait that long, or they could take the seats of running ones.
+        """
+        ...
+
     async def close(self) -> None: ...

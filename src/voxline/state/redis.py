@@ -92,6 +92,20 @@ return false
 )
 
 
+# KEYS: when this Redis's data was first used. ARGV: settling time. The seconds left.
+_SETTLING = (
+    _PRELUDE
+    + """
+local born = tonumber(redis.call('GET', KEYS[1]))
+if not born then
+  born = now
+  redis.call('SET', KEYS[1], fmt(now))
+end
+return fmt(math.max(0, born + tonumber(ARGV[1]) - now))
+"""
+)
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -102,9 +116,13 @@ class RedisBackend:
     Leases live in a sorted set per bucket scored by expiry; a Lua script prunes lapsed
     leases, counts and adds in one atomic step. Keys are prefixed with ``namespace`` so
     that one Redis can serve several deployments.
+
+    ``settle_s`` is how long after its data was born (first used, or lost in a restart) this
+    Redis is :meth:`settling`: long enough for every live session's watchdog to re-assert
+    its lease. The birth is a key in Redis itself, gone with the data it dates.
     """
 
-    def __init__(self, url: str, *, namespace: str = "voxline") -> None:
+    def __init__(self, url: str, *, namespace: str = "voxline", settle_s: float = 0.0) -> None:
         self._redis = Redis.from_url(
             url,
             decode_responses=True,
@@ -115,6 +133,8 @@ class RedisBackend:
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._refresh = self._redis.register_script(_REFRESH)
         self._hit = self._redis.register_script(_HIT)
+        self._settling = self._redis.register_script(_SETTLING)
+        self._settle_s = settle_s
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._namespace}:{kind}:{name}"
@@ -170,6 +190,11 @@ class RedisBackend:
                 return None
             value: dict[str, Any] = json.loads(encoded)
             return value
+
+    async def settling(self) -> float:
+        with _reachable():
+            left = await self._settling(keys=[self._key("born", "data")], args=[self._settle_s])
+            return float(left)
 
     async def close(self) -> None:
         await self._redis.aclose()
