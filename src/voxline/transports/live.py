@@ -24,6 +24,7 @@ class LiveCalls:
         self._empty = asyncio.Event()
         self._empty.set()
         self._ending: tuple[str, int] | None = None
+        self._endings: set[asyncio.Task[None]] = set()
         self._state_down = False
 
     def __len__(self) -> int:
@@ -46,10 +47,11 @@ class LiveCalls:
         """End every session with ``reason`` and ``code``, and wait up to ``grace_s`` for
         their records to be finished; the number still unfinished then."""
         self._ending = (reason, code)
-        await asyncio.gather(
-            *(session.end(reason, code=code) for session in list(self._sessions)),
-            return_exceptions=True,
-        )
+        # Ended side by side, within the grace: a goodbye may wait on a slow client's socket.
+        for session in list(self._sessions):
+            task = asyncio.create_task(session.end(reason, code=code))
+            self._endings.add(task)
+            task.add_done_callback(self._endings.discard)
         try:
             await asyncio.wait_for(self._empty.wait(), grace_s)
         except TimeoutError:
