@@ -146,8 +146,10 @@ async def run_call(
             watchdog.cancel()
         with contextlib.suppress(StateUnavailable):  # else the lease lapses by itself
             await caller.lease.release()
-        await _finish(services, conn, session)
-        live.leave(session)
+        try:
+            await _finish(services, conn, session)
+        finally:
+            live.leave(session)
 
 
 async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> None:
