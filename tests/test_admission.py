@@ -17,6 +17,7 @@ from voxline.auth.tokens import BrowserTokens
 from voxline.config import LimitSettings
 from voxline.limits.policy import LimitPolicy, SessionLease
 from voxline.protocol.errors import Rejection
+from voxline.state.backend import StateUnavailable
 from voxline.state.memory import MemoryBackend
 from voxline.store.database import Database
 
@@ -296,3 +297,62 @@ async def test_what_no_one_guessed_counts_no_failed_authentication(
         refused = await refusal(gate.admission, good if presents == "a real key" else UNKNOWN)
         assert isinstance(refused, Rejection) and refused.code == code
     assert isinstance(await _socket(gate.admission, good), Caller)
+
+
+class Unreachable(MemoryBackend):
+    """A state backend that can be cut off, as Redis is in an outage."""
+
+    down = False
+
+    async def peek(self, bucket: str, limit: int, window_s: float) -> float | None:
+        if self.down:
+            raise StateUnavailable("down")
+        return await super().peek(bucket, limit, window_s)
+
+    async def hit(self, bucket: str, limit: int, window_s: float) -> float | None:
+        if self.down:
+            raise StateUnavailable("down")
+        return await super().hit(bucket, limit, window_s)
+
+
+async def test_every_way_in_fails_closed_while_the_state_backend_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    backend = Unreachable()
+    with Database(tmp_path / "voxline.db") as db:
+        keys, tokens = KeyStore(db), BrowserTokens(backend)
+        gate = Gate(Admission(keys, tokens, LimitPolicy(backend, LimitSettings())), keys, tokens)
+        issued = await gate.issue()
+        backend.down = True
+        for attempt in (_socket, _token, _bearer, _page):
+            refused = await attempt(gate.admission, issued)
+            assert isinstance(refused, Rejection)
+            assert (refused.code, refused.kind.close_code, refused.kind.http_status) == (
+                "service_unavailable",
+                1013,
+                503,
+            )
+            assert refused.retry_after is not None and refused.retry_after > 0
+        backend.down = False
+        assert isinstance(await _socket(gate.admission, issued), Caller)
+
+
+async def test_a_server_shutting_down_admits_no_session_but_still_answers_requests(
+    gate: Gate,
+) -> None:
+    issued = await gate.issue()
+    gate.admission.stop_sessions()
+    for attempt in (_socket, _token):
+        refused = await attempt(gate.admission, issued)
+        assert isinstance(refused, Rejection)
+        assert (refused.code, refused.kind.close_code) == ("server_shutting_down", 1001)
+    assert isinstance(await _bearer(gate.admission, issued), ApiKey)
+
+
+async def test_a_key_is_still_active_until_revoked(gate: Gate) -> None:
+    issued = await gate.issue()
+    caller = await _socket(gate.admission, issued)
+    assert isinstance(caller, Caller)
+    assert await gate.admission.still_active(caller.key)
+    await asyncio.to_thread(gate.revoke, issued)
+    assert not await gate.admission.still_active(caller.key)

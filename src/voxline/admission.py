@@ -9,17 +9,31 @@ session a concurrency lease. Each returns what it admits or the protocol's
 
 Only credentials a client presents count as failed authentications: a bad page or phone key
 is the server's own configuration, not someone guessing.
+
+The gate fails closed: while the shared state the limits live in is unreachable, nothing is
+admitted (``service_unavailable``), since no limit could be checked; and once the server
+is shutting down, no new session is (``server_shutting_down``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
 from voxline.auth.tokens import TOKEN_PREFIX, BrowserTokens, TokenClaims, TokenError
 from voxline.limits.policy import LimitPolicy, SessionLease
 from voxline.protocol.errors import Rejection
+from voxline.state.backend import StateUnavailable
+
+#: How long a client refused for an unreachable state backend is told to wait.
+UNAVAILABLE_RETRY_AFTER_S = 5.0
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +51,41 @@ def _lacks(scope: str) -> Rejection:
     return Rejection("forbidden", f"this key lacks the {scope} scope")
 
 
+def _fails_closed(
+    method: Callable[Concatenate[Admission, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[Admission, _P], Coroutine[Any, Any, _T | Rejection]]:
+    """Refuse with ``service_unavailable`` while the state backend cannot be reached."""
+
+    @functools.wraps(method)
+    async def gate(self: Admission, /, *args: _P.args, **kwargs: _P.kwargs) -> _T | Rejection:
+        try:
+            return await method(self, *args, **kwargs)
+        except StateUnavailable:
+            return Rejection(
+                "service_unavailable",
+                "the server cannot check its limits right now; try again shortly",
+                UNAVAILABLE_RETRY_AFTER_S,
+            )
+
+    return gate
+
+
 class Admission:
     def __init__(self, keys: KeyStore, tokens: BrowserTokens, limits: LimitPolicy) -> None:
         self._keys = keys
         self._tokens = tokens
         self._limits = limits
+        self._admitting_sessions = True
 
+    def stop_sessions(self) -> None:
+        """Refuse every new session from now on: the server is shutting down."""
+        self._admitting_sessions = False
+
+    async def still_active(self, key: ApiKey) -> bool:
+        """Whether ``key`` still exists unrevoked, for sessions that outlive their admission."""
+        return await self._by_id(key.id) is not None
+
+    @_fails_closed
     async def socket(
         self, credential: str | None, *, address: str, origin: str | None
     ) -> Caller | Rejection:
@@ -61,6 +104,7 @@ class Admission:
             return await self._failed(address, "invalid API key")
         return await self._session(key, address, _lacks(SCOPE_SESSION))
 
+    @_fails_closed
     async def bearer(self, authorization: str, *, scope: str, address: str) -> ApiKey | Rejection:
         """A REST request: the secret key of its ``Authorization: Bearer`` header, holding
         ``scope``."""
@@ -77,6 +121,7 @@ class Admission:
         refused = await self._enter(key, scope, address, _lacks(scope))
         return key if refused is None else refused
 
+    @_fails_closed
     async def page(self, web_key: str, *, address: str) -> ApiKey | Rejection:
         """The server's page key (``web_key``), to mint a browser token for its own page,
         within the address's own rate of page tokens. The browser is not at fault if the key
@@ -93,6 +138,7 @@ class Admission:
         refused = await self._enter(key, SCOPE_SESSION, address, unusable)
         return key if refused is None else refused
 
+    @_fails_closed
     async def phone(self, key_id: str | None, *, address: str) -> Caller | Rejection:
         """A phone call, on the configured phone key. ``address`` is the telephony side's
         (Twilio's, FreeSWITCH's): its connects count like any client's."""
@@ -149,6 +195,8 @@ class Admission:
     async def _session(
         self, key: ApiKey, address: str, lacking: Rejection, token: TokenClaims | None = None
     ) -> Caller | Rejection:
+        if not self._admitting_sessions:
+            return Rejection("server_shutting_down", "the server is shutting down")
         refused = await self._enter(key, SCOPE_SESSION, address, lacking)
         if refused is not None:
             return refused

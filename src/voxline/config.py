@@ -212,6 +212,18 @@ class Settings(BaseSettings):
         description="a session in which neither side has sent or said anything this long is "
         "closed (session_end idle_timeout); unset: never",
     )
+    shutdown_grace_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="on SIGTERM or SIGINT: how long ended sessions get to close and finish "
+        "their records before the process stops anyway",
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="connections (sockets and HTTP) one process holds at once; beyond it, "
+        "HTTP 503; unset: the open-file limit less headroom",
+    )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     freeswitch: FreeSwitchSettings = Field(default_factory=FreeSwitchSettings)

@@ -68,7 +68,10 @@ async def test_healthz(echo_server: RunningServer) -> None:
 async def test_readyz_reports_each_check(echo_server: RunningServer) -> None:
     response = await get(echo_server, "/readyz")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "checks": {"database": True, "state_backend": True}}
+    assert response.json() == {
+        "ready": True,
+        "checks": {"database": True, "state_backend": True, "accepting_sessions": True},
+    }
 
 
 async def test_metrics_count_a_finished_call(echo_server: RunningServer) -> None:

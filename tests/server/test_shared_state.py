@@ -104,7 +104,7 @@ async def test_both_processes_are_ready_on_the_shared_backend(cluster: Cluster) 
             response = await client.get(f"{server.http}/readyz")
             assert response.json() == {
                 "ready": True,
-                "checks": {"database": True, "state_backend": True},
+                "checks": {"database": True, "state_backend": True, "accepting_sessions": True},
             }
 
 

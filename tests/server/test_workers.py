@@ -194,6 +194,15 @@ async def test_a_worker_that_dies_is_replaced_and_its_sessions_no_longer_count(
     await wait_for(orphans_gone, "the dead worker's child process to leave", timeout=10)
     for caller in held[victim]:
         assert (await caller.closed()).close_code == 1006
+
+    async def victims_closed() -> bool:
+        with Database(workers_server.data_dir / "voxline.db") as db:
+            calls = CallRecords(db)
+            lost = [calls.get(c.got.first("hello")["call_id"]) for c in held[victim]]
+        return all(r is not None and r.close_reason == "server_lost" for r in lost)
+
+    # Its replacement, starting, closes the records it left open.
+    await wait_for(victims_closed, "the dead worker's calls to be closed as server_lost")
     # The survivor's sessions were not disturbed, and new callers are served.
     for caller in held[survivor]:
         await caller.send_control({"type": "dtmf", "digit": "5"})
@@ -204,7 +213,7 @@ async def test_a_worker_that_dies_is_replaced_and_its_sessions_no_longer_count(
     await newcomer.close()
 
 
-def test_stopping_the_server_finishes_every_workers_records(tmp_path: Path, redis_url: str) -> None:
+def test_stopping_the_server_ends_every_workers_sessions(tmp_path: Path, redis_url: str) -> None:
     async def run(server: RunningServer) -> set[str]:
         key = server.create_key()
         held = await callers_on_every_worker(server, key)
@@ -213,7 +222,9 @@ def test_stopping_the_server_finishes_every_workers_records(tmp_path: Path, redi
         await asyncio.sleep(0.5)
         server.process.terminate()
         for caller in callers:
-            assert (await caller.closed(timeout=10)).close_code in (1001, 1012)
+            got = await caller.closed(timeout=10)
+            assert got.first("session_end")["reason"] == "server_shutdown"
+            assert got.close_code == 1001
         for stream in streams:
             stream.cancel()
         return {c.got.first("hello")["call_id"] for c in callers}
@@ -225,4 +236,5 @@ def test_stopping_the_server_finishes_every_workers_records(tmp_path: Path, redi
     with Database(server.data_dir / "voxline.db") as db:
         records = [CallRecords(db).get(call_id) for call_id in call_ids]
     assert all(r is not None and r.ended_at is not None for r in records)
-    assert all(r is not None and r.close_code in (1001, 1012) for r in records)
+    assert all(r is not None and r.close_code == 1001 for r in records)
+    assert all(r is not None and r.close_reason == "server_shutdown" for r in records)

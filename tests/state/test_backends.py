@@ -4,13 +4,16 @@ expire, shared by every backend on one store."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
 
+from voxline.bench.process import free_port
 from voxline.state import memory
-from voxline.state.backend import StateBackend
+from voxline.state.backend import StateBackend, StateUnavailable
 from voxline.state.memory import MemoryBackend
 from voxline.state.redis import RedisBackend
 
@@ -165,3 +168,46 @@ async def test_memory_sweeps_what_nobody_touches_again(monkeypatch: pytest.Monke
         "_values": {},
         "_next_sweep": None,
     }
+
+
+# -- outages and restarts -------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+async def test_redis_settles_after_its_data_is_born_again(redis_url: str) -> None:
+    namespace = f"test-{uuid.uuid4().hex}"
+    backend = RedisBackend(redis_url, namespace=namespace, settle_s=0.5)
+    client = Redis.from_url(redis_url)
+    try:
+        assert 0 < await backend.settling() <= 0.5
+        await asyncio.sleep(0.6)
+        assert await backend.settling() == 0
+        # Lost with the data (a restart without persistence): settling again.
+        await client.delete(*await client.keys(f"{namespace}:*"))
+        assert await backend.settling() > 0
+    finally:
+        await client.aclose()
+        await backend.close()
+    assert await MemoryBackend().settling() == 0
+
+
+@pytest.mark.e2e
+async def test_an_unreachable_redis_is_reported_as_such_promptly() -> None:
+    backend = RedisBackend(f"redis://127.0.0.1:{free_port()}/0")
+    attempts: list[Callable[[], Awaitable[object]]] = [
+        lambda: backend.acquire_slot("s", 1, "a", TTL),
+        lambda: backend.refresh_slot("s", "a", TTL),
+        lambda: backend.release_slot("s", "a"),
+        lambda: backend.hit("r", 1, TTL),
+        lambda: backend.add_usage("u", 1, TTL),
+        lambda: backend.get("v"),
+        backend.settling,
+    ]
+    try:
+        for attempt in attempts:
+            started = time.monotonic()
+            with pytest.raises(StateUnavailable):
+                await attempt()
+            assert time.monotonic() - started < 3
+    finally:
+        await backend.close()

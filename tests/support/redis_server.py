@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
-from voxline.bench.process import redis_server
+from voxline.bench.process import free_port, redis_server
 from voxline.state.backend import StateBackend
 from voxline.state.memory import MemoryBackend
 from voxline.state.redis import RedisBackend
@@ -67,3 +71,57 @@ async def backend_factory(request: pytest.FixtureRequest) -> AsyncIterator[Backe
 def backend(backend_factory: BackendFactory) -> StateBackend:
     """A state backend, once in memory and once on a real Redis."""
     return backend_factory()
+
+
+class RestartableRedis:
+    """A private, non-persisting ``redis-server`` that can be stopped and started again on
+    the same port, as a Redis restart or outage looks to its clients: everything it held
+    is gone when it returns."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            pytest.skip("redis-server is not installed")
+        self._process = subprocess.Popen(
+            [
+                executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self._directory),
+                "--save", "",
+                "--appendonly", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+@pytest.fixture
+def restartable_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
+    server = RestartableRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -181,6 +181,13 @@ class LimitPolicy:
         self, key: ApiKey, *, token_id: str | None = None
     ) -> SessionLease | Rejection:
         """Admit a session for ``key`` (through browser token ``token_id``, if given)."""
+        settling = await self._backend.settling()
+        if settling > 0:
+            return Rejection(
+                "service_unavailable",
+                "the server's shared state is recovering; try again shortly",
+                settling,
+            )
         cap = self.daily_cap(key)
         if cap is not None:
             day, until_midnight = self._today()

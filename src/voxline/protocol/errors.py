@@ -44,6 +44,7 @@ ERRORS: dict[str, ErrorKind] = {
     "message_too_large": ErrorKind(413, CloseCode.MESSAGE_TOO_LARGE, "invalid_request_error"),
     "session_timeout": ErrorKind(408, CloseCode.NORMAL, "timeout_error"),
     "server_shutting_down": ErrorKind(503, CloseCode.GOING_AWAY, "server_error"),
+    "service_unavailable": ErrorKind(503, CloseCode.TRY_AGAIN_LATER, "server_error"),
     "internal_error": ErrorKind(500, CloseCode.INTERNAL_ERROR, "server_error"),
 }
 

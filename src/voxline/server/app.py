@@ -22,9 +22,11 @@ from voxline.config import Settings
 from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
 from voxline.server.body_limit import BodyLimit
+from voxline.server.capacity import ConnectionCap
 from voxline.server.issuing import error_response as _error
 from voxline.server.issuing import issue_token
 from voxline.server.services import Services
+from voxline.server.shutdown import drain_on_signals
 from voxline.server.web import web_routes
 from voxline.store.calls import CallRecord
 from voxline.transports.freeswitch import audio_stream
@@ -126,15 +128,21 @@ async def metrics(request: Request) -> Response:
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+def create_app(
+    settings: Settings, services: Services | None = None, *, max_connections: int | None = None
+) -> Starlette:
+    """The app; ``max_connections`` caps its open WebSockets (unset: no cap)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = services or Services(settings)
-        await app.state.services.start()
+        app.state.services = running = services or Services(settings)
+        await running.start()
+        undo = drain_on_signals(running.drain)
         try:
             yield
         finally:
-            await app.state.services.aclose()
+            undo()
+            await running.aclose()
 
     return Starlette(
         routes=[
@@ -151,6 +159,13 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             Route("/metrics", metrics),
             *web_routes(),
         ],
-        middleware=[Middleware(BodyLimit)],
+        middleware=[
+            Middleware(BodyLimit),
+            *(
+                []
+                if max_connections is None
+                else [Middleware(ConnectionCap, limit=max_connections)]
+            ),
+        ],
         lifespan=lifespan,
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 
 import httpx
 
@@ -15,15 +17,27 @@ from voxline.auth.tokens import BrowserTokens
 from voxline.config import Settings
 from voxline.engines.vad_batch import ChildProcessInference, VadBatcher
 from voxline.limits.policy import LimitPolicy
+from voxline.protocol.errors import CloseCode
 from voxline.server.metrics import Metrics
 from voxline.session.agent import Agent
 from voxline.state.backend import StateBackend
 from voxline.state.memory import MemoryBackend
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
+from voxline.store.servers import ServerRegistry
 from voxline.telephony.esl import EventSocket
+from voxline.transports.call import WATCH_INTERVAL
+from voxline.transports.live import LiveCalls
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = f"voxline/{__version__}"
+#: The ``session_end`` reason and close code of sessions ended by a shutdown.
+SHUTDOWN_REASON = "server_shutdown"
+SHUTDOWN_CODE = CloseCode.GOING_AWAY
+#: How often this process tells the database it is alive, and looks for calls of
+#: processes that are not (see :mod:`voxline.store.servers`).
+HEARTBEAT_INTERVAL_S = 10.0
 
 
 def build_agent(settings: Settings) -> Agent:
@@ -83,7 +97,12 @@ class Services:
         self.metrics = Metrics()
         self.db = Database(settings.database_path)
         self.keys = KeyStore(self.db)
-        self.calls = CallRecords(self.db)
+        self.servers = ServerRegistry(self.db, stale_after_s=6 * HEARTBEAT_INTERVAL_S)
+        self.server_id = self.servers.register()
+        self.calls = CallRecords(self.db, server_id=self.server_id)
+        self.live_calls = LiveCalls()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._draining = False
         self.backend: StateBackend = (
             _redis_backend(settings.redis_url) if settings.redis_url else MemoryBackend()
         )
@@ -101,25 +120,60 @@ class Services:
 
     async def start(self) -> None:
         self.metrics.start()
+        await self._close_lost_calls()
+        self._heartbeat = asyncio.create_task(self._beat())
         await self.vad.start()
         await self.agent.start()
         if self.event_socket is not None:
             self.event_socket.start()
 
+    async def drain(self) -> None:
+        """Shut down gracefully: admit no new session, end every live one with
+        ``session_end`` ``server_shutdown`` and close 1001, and wait up to the grace period
+        for their records. Readiness fails from now on."""
+        self._draining = True
+        self.admission.stop_sessions()
+        grace = self.settings.shutdown_grace_seconds
+        if len(self.live_calls):
+            log.info("ending %d session(s) for shutdown", len(self.live_calls))
+        await self.live_calls.drain(SHUTDOWN_REASON, code=SHUTDOWN_CODE, grace_s=grace)
+
     async def aclose(self) -> None:
+        await self.drain()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
         if self.event_socket is not None:
             await self.event_socket.aclose()
         await self.agent.aclose()
         await self.vad.aclose()
         await self.backend.close()
+        await asyncio.to_thread(self.servers.deregister, self.server_id, reason=SHUTDOWN_REASON)
         self.db.close()
         self.metrics.close()
 
+    async def _close_lost_calls(self) -> None:
+        closed = await asyncio.to_thread(self.servers.close_lost_calls)
+        if closed:
+            log.warning("closed %d call record(s) of server processes that are gone", closed)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.servers.heartbeat, self.server_id)
+                await self._close_lost_calls()
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+
     async def readiness(self) -> dict[str, bool]:
-        """Whether each shared dependency answers: the database, the state backend."""
+        """Whether each shared dependency answers (the database, the state backend) and the
+        process is not shutting down."""
         return {
             "database": await asyncio.to_thread(self._database_answers),
             "state_backend": await self._backend_answers(),
+            "accepting_sessions": not self._draining,
         }
 
     def _database_answers(self) -> bool:
@@ -131,14 +185,16 @@ class Services:
         return True
 
     async def _backend_answers(self) -> bool:
+        """Whether the state backend answers and is not settling (new sessions would be
+        refused)."""
         try:
-            await self.backend.get("readyz")
+            return await self.backend.settling() == 0
         except Exception:
             return False
-        return True
 
 
 def _redis_backend(url: str) -> StateBackend:
     from voxline.state.redis import RedisBackend
 
-    return RedisBackend(url)
+    # Twice the watchdogs' interval: every live lease is re-asserted by then.
+    return RedisBackend(url, settle_s=2 * WATCH_INTERVAL)

@@ -12,7 +12,9 @@ time), and Prometheus metrics through prometheus_client's multiprocess files, so
 from __future__ import annotations
 
 import json
+import logging
 import logging.config
+import math
 import os
 import tempfile
 from typing import Any, Final
@@ -22,6 +24,7 @@ from starlette.applications import Starlette
 
 from voxline.config import Settings
 from voxline.server.app import create_app
+from voxline.server.capacity import HTTP_HEADROOM, default_max_connections, raise_open_file_limit
 from voxline.server.metrics import MULTIPROCESS_DIR_VARIABLE
 from voxline.server.redaction import log_config
 from voxline.store.database import Database
@@ -39,8 +42,13 @@ def configure_logging(level: str) -> None:
 
 
 def run_server(settings: Settings, *, log_level: str = "info") -> None:
-    """Serve ``settings`` until interrupted, in ``settings.workers`` processes."""
+    """Serve ``settings`` until interrupted, in ``settings.workers`` processes.
+
+    SIGTERM or SIGINT drains each process first (see :mod:`voxline.server.shutdown`); what
+    is still running ``shutdown_grace_seconds`` later is cancelled.
+    """
     configure_logging(log_level)
+    max_connections = _max_connections(settings)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -60,15 +68,21 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
         "log_config": log_config(log_level),
         "log_level": log_level,
         "loop": "uvloop" if os.name != "nt" else "asyncio",
+        "limit_concurrency": max_connections + HTTP_HEADROOM,
+        "timeout_graceful_shutdown": math.ceil(settings.shutdown_grace_seconds),
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, max_connections=max_connections), **options)
         return
     Database(settings.database_path).close()  # migrate once, before the workers start
     with tempfile.TemporaryDirectory(prefix="voxline-metrics-") as metrics_dir:
         os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
         os.environ[_HANDOVER_VARIABLE] = json.dumps(
-            {"settings": settings.model_dump(mode="json"), "log_level": log_level}
+            {
+                "settings": settings.model_dump(mode="json"),
+                "log_level": log_level,
+                "max_connections": max_connections,
+            }
         )
         try:
             uvicorn.run(f"{__name__}:worker_app", factory=True, workers=settings.workers, **options)
@@ -80,4 +94,16 @@ def worker_app() -> Starlette:
     """The app of one worker process, from the settings its parent handed over."""
     handover = json.loads(os.environ[_HANDOVER_VARIABLE])
     configure_logging(handover["log_level"])
-    return create_app(Settings.model_validate(handover["settings"]))
+    return create_app(
+        Settings.model_validate(handover["settings"]),
+        max_connections=handover["max_connections"],
+    )
+
+
+def _max_connections(settings: Settings) -> int:
+    """The WebSockets each process holds, its open-file limit raised first (the workers
+    inherit it)."""
+    open_files = raise_open_file_limit()
+    if settings.max_connections is not None:
+        return settings.max_connections
+    return default_max_connections(open_files)

@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+class StateUnavailable(Exception):
+    """The backend cannot be reached (Redis down, restarting or failing over).
+
+    Callers fail closed on it: no new session is admitted while limits cannot be checked,
+    and live sessions carry on, their leases re-asserted once the backend answers again.
+    """
+
+
 class StateBackend(Protocol):
     """Expiring shared state: in process (:class:`MemoryBackend`) or across processes (Redis).
 
@@ -55,6 +63,16 @@ class StateBackend(Protocol):
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """A stored mapping (a copy), or None if absent or expired."""
+        ...
+
+    async def settling(self) -> float:
+        """Seconds before this state can be trusted to hold every live session's lease; 0
+        once it can.
+
+        Shared state that was lost (a Redis restarted empty) holds none of the leases of the
+        sessions still running; their watchdogs take them again within a few seconds. New
+        sessions must wait that long, or they could take the seats of running ones.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -118,6 +118,10 @@ class MemoryBackend:
         value: dict[str, Any] = json.loads(encoded)
         return value
 
+    async def settling(self) -> float:
+        """Never: this state lives and dies with the sessions it holds the leases of."""
+        return 0.0
+
     async def close(self) -> None:
         self._slots.clear()
         self._tats.clear()

@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+
+from voxline.state.backend import StateUnavailable
+
+#: Errors that mean Redis is out of reach for now, not that a command is wrong: refused or
+#: dropped connections, timeouts, loading after a restart, a replica promoted mid-command.
+_OUTAGE = (ConnectionError, TimeoutError, ReadOnlyError)
+#: How long one command may take before Redis counts as unreachable: a caller is being
+#: admitted meanwhile.
+_SOCKET_TIMEOUT_S = 2.0
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    try:
+        yield
+    except _OUTAGE as exc:
+        raise StateUnavailable(f"redis unreachable: {exc}") from exc
+
 
 # Scripts read the clock with TIME, so every process judges expiry by the Redis server's
 # clock rather than its own. Scores and times are formatted explicitly: Lua would print
@@ -71,6 +92,20 @@ return false
 )
 
 
+# KEYS: when this Redis's data was first used. ARGV: settling time. The seconds left.
+_SETTLING = (
+    _PRELUDE
+    + """
+local born = tonumber(redis.call('GET', KEYS[1]))
+if not born then
+  born = now
+  redis.call('SET', KEYS[1], fmt(now))
+end
+return fmt(math.max(0, born + tonumber(ARGV[1]) - now))
+"""
+)
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -81,33 +116,48 @@ class RedisBackend:
     Leases live in a sorted set per bucket scored by expiry; a Lua script prunes lapsed
     leases, counts and adds in one atomic step. Keys are prefixed with ``namespace`` so
     that one Redis can serve several deployments.
+
+    ``settle_s`` is how long after its data was born (first used, or lost in a restart) this
+    Redis is :meth:`settling`: long enough for every live session's watchdog to re-assert
+    its lease. The birth is a key in Redis itself, gone with the data it dates.
     """
 
-    def __init__(self, url: str, *, namespace: str = "voxline") -> None:
-        self._redis = Redis.from_url(url, decode_responses=True)
+    def __init__(self, url: str, *, namespace: str = "voxline", settle_s: float = 0.0) -> None:
+        self._redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=_SOCKET_TIMEOUT_S,
+        )
         self._namespace = namespace
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._refresh = self._redis.register_script(_REFRESH)
         self._hit = self._redis.register_script(_HIT)
+        self._settling = self._redis.register_script(_SETTLING)
+        self._settle_s = settle_s
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._namespace}:{kind}:{name}"
 
     async def acquire_slot(self, bucket: str, limit: int, lease_id: str, ttl_s: float) -> bool:
-        key = self._key("slots", bucket)
-        return bool(await self._acquire(keys=[key], args=[limit, lease_id, ttl_s]))
+        with _reachable():
+            key = self._key("slots", bucket)
+            return bool(await self._acquire(keys=[key], args=[limit, lease_id, ttl_s]))
 
     async def refresh_slot(self, bucket: str, lease_id: str, ttl_s: float) -> bool:
-        key = self._key("slots", bucket)
-        return bool(await self._refresh(keys=[key], args=[lease_id, ttl_s]))
+        with _reachable():
+            key = self._key("slots", bucket)
+            return bool(await self._refresh(keys=[key], args=[lease_id, ttl_s]))
 
     async def release_slot(self, bucket: str, lease_id: str) -> None:
-        await self._redis.zrem(self._key("slots", bucket), lease_id)
+        with _reachable():
+            await self._redis.zrem(self._key("slots", bucket), lease_id)
 
     async def _gcra(self, bucket: str, limit: int, window_s: float, count: bool) -> float | None:
-        key = self._key("rate", bucket)
-        retry_after = await self._hit(keys=[key], args=[limit, window_s, "1" if count else "0"])
-        return None if retry_after is None else float(retry_after)
+        with _reachable():
+            key = self._key("rate", bucket)
+            retry_after = await self._hit(keys=[key], args=[limit, window_s, "1" if count else "0"])
+            return None if retry_after is None else float(retry_after)
 
     async def hit(self, bucket: str, limit: int, window_s: float) -> float | None:
         return await self._gcra(bucket, limit, window_s, count=True)
@@ -116,26 +166,35 @@ class RedisBackend:
         return await self._gcra(bucket, limit, window_s, count=False)
 
     async def add_usage(self, bucket: str, amount: float, ttl_s: float) -> float:
-        key = self._key("usage", bucket)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incrbyfloat(key, amount)
-            pipe.pexpire(key, _ms(ttl_s))
-            total, _ = await pipe.execute()
-        return float(total)
+        with _reachable():
+            key = self._key("usage", bucket)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrbyfloat(key, amount)
+                pipe.pexpire(key, _ms(ttl_s))
+                total, _ = await pipe.execute()
+            return float(total)
 
     async def get_usage(self, bucket: str) -> float:
-        total = await self._redis.get(self._key("usage", bucket))
-        return 0.0 if total is None else float(total)
+        with _reachable():
+            total = await self._redis.get(self._key("usage", bucket))
+            return 0.0 if total is None else float(total)
 
     async def put(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
-        await self._redis.set(self._key("value", key), json.dumps(value), px=_ms(ttl_s))
+        with _reachable():
+            await self._redis.set(self._key("value", key), json.dumps(value), px=_ms(ttl_s))
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        encoded = await self._redis.get(self._key("value", key))
-        if encoded is None:
-            return None
-        value: dict[str, Any] = json.loads(encoded)
-        return value
+        with _reachable():
+            encoded = await self._redis.get(self._key("value", key))
+            if encoded is None:
+                return None
+            value: dict[str, Any] = json.loads(encoded)
+            return value
+
+    async def settling(self) -> float:
+        with _reachable():
+            left = await self._settling(keys=[self._key("born", "data")], args=[self._settle_s])
+            return float(left)
 
     async def close(self) -> None:
         await self._redis.aclose()

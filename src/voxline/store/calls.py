@@ -35,16 +35,23 @@ def _record(row: tuple[Any, ...]) -> CallRecord:
 
 
 class CallRecords:
-    """Blocking methods; run them in a worker thread from async code."""
+    """Blocking methods; run them in a worker thread from async code.
 
-    def __init__(self, db: Database) -> None:
+    ``server_id`` names the server process that opens records through this object (see
+    :mod:`voxline.store.servers`): a row left open when that process is gone is closed as
+    ``server_lost`` by the next process to look.
+    """
+
+    def __init__(self, db: Database, *, server_id: str | None = None) -> None:
         self._db = db
+        self._server_id = server_id
 
     def open(self, record: CallRecord) -> None:
         """Insert ``record`` as a session starts, so that a crash still leaves a row."""
         with self._db.write() as conn:
             conn.execute(
-                f"INSERT INTO calls ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", astuple(record)
+                f"INSERT INTO calls ({_COLUMNS}, server_id) VALUES ({_PLACEHOLDERS}, ?)",
+                (*astuple(record), self._server_id),
             )
 
     def finish(

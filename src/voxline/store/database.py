@@ -46,6 +46,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX calls_by_start ON calls (started_at)",
     ),
+    (
+        # The server processes writing call records (see voxline.store.servers), and which
+        # one each call is on, so that a process that starts can close the calls of one
+        # that died.
+        """
+        CREATE TABLE servers (
+            server_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            pid_started_at REAL NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        )
+        """,
+        "ALTER TABLE calls ADD COLUMN server_id TEXT",
+        "CREATE INDEX open_calls_by_server ON calls (server_id) WHERE ended_at IS NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,6 +5,11 @@ wire format, and hands both to :func:`run_call` with its ``converse`` coroutine 
 then read the far end until it leaves). ``run_call`` owns the rest: the session, its call
 record from start to end, the metrics, the lease and the watchdog that keeps it alive and
 spends the daily audio cap.
+
+The watchdog outlives faults of the shared state: while Redis is unreachable the session
+goes on, its maximum length still enforced by this process's clock, and once Redis answers
+again the lease is re-asserted (taken again if Redis lost it), so that concurrency limits
+hold after a Redis restart, and the audio spent meanwhile is counted.
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ from voxline.protocol.errors import CloseCode
 from voxline.session.agent import SessionInfo
 from voxline.session.outbound import Outbound
 from voxline.session.session import Session
+from voxline.state.backend import StateUnavailable
 from voxline.store.calls import CallRecord
 from voxline.transports.services import CallServices
 
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 2.0
+#: While the shared state is unreachable, the watchdog looks more often, so that leases are
+#: re-asserted soon after it returns, before retrying clients can take their seats.
+OUTAGE_WATCH_INTERVAL = 0.5
 
 
 class CallerGone(Exception):
@@ -120,8 +129,10 @@ async def run_call(
     )
     await asyncio.to_thread(services.calls.open, record)
     metrics.active_sessions.inc()
+    live = services.live_calls
     watchdog: asyncio.Task[None] | None = None
     try:
+        await live.enter(session)
         session.start()
         watchdog = asyncio.create_task(_watch(services, session, caller))
         await converse(session)
@@ -134,8 +145,12 @@ async def run_call(
         session.abandon("client_gone")
         if watchdog is not None:
             watchdog.cancel()
-        await caller.lease.release()
-        await _finish(services, conn, session)
+        with contextlib.suppress(StateUnavailable):  # else the lease lapses by itself
+            await caller.lease.release()
+        try:
+            await _finish(services, conn, session)
+        finally:
+            live.leave(session)
 
 
 async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> None:
@@ -159,23 +174,48 @@ async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> N
 
 
 async def _watch(services: CallServices, session: Session, caller: Caller) -> None:
-    """Every few seconds: keep the lease alive, spend audio against the daily cap, end
-    sessions that outlive the maximum, and let the session see the time pass (idle calls)."""
+    """Every few seconds: end sessions that outlive the maximum or whose key was revoked,
+    keep the lease alive, spend audio against the daily cap, and let the session see the
+    time pass (idle calls). Survives any fault but its session's end."""
     spent = 0.0
+    live = services.live_calls
+    outage = False
     while not session.ended.is_set():
-        await asyncio.sleep(WATCH_INTERVAL)
+        await asyncio.sleep(OUTAGE_WATCH_INTERVAL if outage else WATCH_INTERVAL)
         session.tick()
-        await caller.lease.refresh()
-        total = session.audio_in_seconds + session.audio_out_seconds
-        seconds, spent = total - spent, total
-        if seconds > 0 and not await services.limits.add_audio(caller.key, seconds):
+        if time.time() - session.stats.started_at > services.settings.max_session_seconds:
+            await session.end("max_duration")
+            return
+        try:
+            if not await services.admission.still_active(caller.key):
+                await session.end(
+                    "key_revoked",
+                    code=CloseCode.UNAUTHORIZED,
+                    error=events.error("unauthorized", "this session's API key was revoked"),
+                )
+                return
+            await caller.lease.refresh()
+            total = session.audio_in_seconds + session.audio_out_seconds
+            within_cap = total <= spent or await services.limits.add_audio(
+                caller.key, total - spent
+            )
+            spent = total
+        except StateUnavailable as exc:
+            outage = True
+            live.state_unreachable(exc)
+            continue
+        except Exception:
+            log.exception("session %s: watchdog check failed; retrying", session.info.call_id)
+            continue
+        if outage:
+            outage = False
+            live.state_reachable()
+        if not within_cap:
             await session.end(
                 "daily_cap_exceeded",
                 code=CloseCode.TOO_MANY_REQUESTS,
                 error=events.error("daily_cap_exceeded", "this key's daily audio cap is spent"),
             )
-        elif time.time() - session.stats.started_at > services.settings.max_session_seconds:
-            await session.end("max_duration")
 
 
 async def _finish(services: CallServices, conn: Line, session: Session) -> None:

@@ -15,6 +15,7 @@ from voxline.session.agent import Agent
 from voxline.session.outbound import SessionObserver
 from voxline.store.calls import CallRecords
 from voxline.telephony.esl import EventSocket
+from voxline.transports.live import LiveCalls
 
 
 class CallMetrics(SessionObserver, Protocol):
@@ -68,3 +69,6 @@ class CallServices(Protocol):
 
     @property
     def server_name(self) -> str: ...
+
+    @property
+    def live_calls(self) -> LiveCalls: ...

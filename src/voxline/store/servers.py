@@ -1,0 +1,138 @@
+"""The server processes that write call records, so that the calls of a dead one get closed.
+
+A call's row is opened as its session starts and finished as it ends; a process that dies
+(SIGKILL, OOM, power) finishes none of its rows. Each process registers here under a fresh
+id, which its rows carry, with who it is (host, pid, the pid's start time) and a heartbeat.
+Any process, at start and at each heartbeat, finds the registered processes that are gone
+and closes their open rows with ``close_reason`` ``server_lost``:
+
+- a process of the same host (hostname and pid namespace, so containers sharing a volume
+  are told apart) is gone when no process has its pid with its start time: exact and
+  immediate, however long its event loop may have stalled, and safe against reused pids;
+- a process elsewhere, which cannot be looked up, is gone once its heartbeat is older than
+  ``stale_after_s``.
+
+Rows of no registered process (written before processes registered, or of a process whose
+registration was removed) are closed too. Several processes on one database (``--workers``,
+or separate servers on one data directory) thus never close each other's live calls, and
+a server restarted after a crash closes its predecessor's calls at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import psutil
+
+from voxline.store.database import Database
+
+SERVER_LOST = "server_lost"
+#: The code a lost call's client saw: its connection just dropped.
+SERVER_LOST_CODE = 1006
+#: A process's pid start time, as psutil reads it twice, agrees to well within this.
+_START_TIME_TOLERANCE_S = 0.05
+
+
+def _host() -> str:
+    """This host and pid namespace: where pids can be looked up."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Registered:
+    server_id: str
+    host: str
+    pid: int
+    pid_started_at: float
+    heartbeat_at: float
+
+
+def _alive(pid: int, started_at: float) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - started_at) < _START_TIME_TOLERANCE_S
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+class ServerRegistry:
+    """Blocking methods; run them in a worker thread from async code."""
+
+    def __init__(self, db: Database, *, stale_after_s: float = 60.0) -> None:
+        self._db = db
+        self._stale_after_s = stale_after_s
+        self._host = _host()
+
+    def register(self) -> str:
+        """Register this process; the id its call records are to carry."""
+        server_id = uuid.uuid4().hex
+        now = time.time()
+        pid = os.getpid()
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO servers (server_id, host, pid, pid_started_at, started_at, "
+                "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (server_id, self._host, pid, psutil.Process(pid).create_time(), now, now),
+            )
+        return server_id
+
+    def heartbeat(self, server_id: str) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE servers SET heartbeat_at = ? WHERE server_id = ?", (time.time(), server_id)
+            )
+
+    def deregister(self, server_id: str, *, reason: str) -> int:
+        """A clean stop: close what is still open of this process's calls with ``reason``
+        (normally nothing), forget the process; the number of calls closed."""
+        with self._db.write() as conn:
+            closed = conn.execute(
+                "UPDATE calls SET ended_at = ?, close_code = 1001, close_reason = ? "
+                "WHERE server_id = ? AND ended_at IS NULL",
+                (time.time(), reason, server_id),
+            ).rowcount
+            conn.execute("DELETE FROM servers WHERE server_id = ?", (server_id,))
+        return closed
+
+    def close_lost_calls(self) -> int:
+        """Close the open calls of processes that are gone, forget those processes; the
+        number of calls closed."""
+        now = time.time()
+        with self._db.write() as conn:
+            registered = [
+                _Registered(*row)
+                for row in conn.execute(
+                    "SELECT server_id, host, pid, pid_started_at, heartbeat_at FROM servers"
+                )
+            ]
+            gone = [server for server in registered if self._gone(server, now)]
+            closed = 0
+            for server in gone:
+                closed += conn.execute(
+                    "UPDATE calls SET ended_at = MAX(started_at, ?), close_code = ?, "
+                    "close_reason = ? WHERE server_id = ? AND ended_at IS NULL",
+                    (server.heartbeat_at, SERVER_LOST_CODE, SERVER_LOST, server.server_id),
+                ).rowcount
+                conn.execute("DELETE FROM servers WHERE server_id = ?", (server.server_id,))
+            closed += conn.execute(
+                "UPDATE calls SET ended_at = ?, close_code = ?, close_reason = ? "
+                "WHERE ended_at IS NULL AND (server_id IS NULL OR server_id NOT IN "
+                "(SELECT server_id FROM servers))",
+                (now, SERVER_LOST_CODE, SERVER_LOST),
+            ).rowcount
+        return closed
+
+    def _gone(self, server: _Registered, now: float) -> bool:
+        if server.host == self._host:
+            return not _alive(server.pid, server.pid_started_at)
+        return server.heartbeat_at < now - self._stale_after_s
