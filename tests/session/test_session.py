@@ -254,6 +254,6 @@ async def test_typed_turns_beyond_their_budget_are_dropped_with_an_error(
     for index in range(30):
         await session.receive(InputText(f"question {index}"))
     refused = [event for event in after(line, "error") if event["code"] == "rate_limit_exceeded"]
-    assert session.stats.turns == TYPED_TURNS_BURST
+    assert session.turns == TYPED_TURNS_BURST
     assert len(refused) == 30 - TYPED_TURNS_BURST
     assert session.end_reason is None  # the session goes on

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxline.audio.pcm import Int16Array
 from voxline.engines.vad_batch import VadBatcher
 from voxline.protocol import events
 from voxline.protocol.client_frames import (
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class SessionStats:
-    turns: int = 0
     barge_ins: int = 0
     started_at: float = field(default_factory=time.time)
 
@@ -160,6 +159,11 @@ class Session:
         self._player.playout.played(samples)
 
     @property
+    def turns(self) -> int:
+        """Caller turns answered."""
+        return self._floor.turns
+
+    @property
     def audio_in_seconds(self) -> float:
         return self._caller.samples / self.info.in_rate
 
@@ -213,15 +217,13 @@ class Session:
                 case floor.DropReply() | floor.JoinTurns():
                     self._cancel_reply()
                 case floor.Listen(paused=paused):
-                    self._conversation.hear(self._utterance_so_far, paused=paused)
+                    so_far = functools.partial(self._caller.between, self._floor.utterance_start)
+                    self._conversation.hear(so_far, paused=paused)
                     if paused:
                         verdict = self._conversation.turn_finished()
                         await self._decide(self._floor.verdict(verdict))
                 case floor.CloseIdle():
                     await self.end("idle_timeout")
-
-    def _utterance_so_far(self) -> Int16Array:
-        return self._caller.between(self._floor.utterance_start)
 
     async def _barge_in(self, reason: str) -> None:
         heard = self._player.playout.interrupt()
@@ -234,10 +236,9 @@ class Session:
     def _respond(self, turn: CallerTurn, *, caller_end: float | None) -> None:
         if self.end_reason is not None:
             return
-        self.stats.turns += 1
         reply = self._conversation.respond(turn)
         end_wall = None if caller_end is None else self._caller.arrived_at(caller_end)
-        self._play(reply, turn=self.stats.turns, caller_end=end_wall, timings=turn.timings)
+        self._play(reply, turn=self._floor.turns, caller_end=end_wall, timings=turn.timings)
 
     def _play(
         self,

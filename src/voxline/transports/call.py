@@ -236,6 +236,6 @@ async def _finish(services: CallServices, conn: Line, session: Session) -> None:
         close_reason=conn.close_reason or session.end_reason,
         audio_in_seconds=audio_in,
         audio_out_seconds=audio_out,
-        turns=stats.turns,
+        turns=session.turns,
         barge_ins=stats.barge_ins,
     )
