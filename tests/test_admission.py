@@ -13,6 +13,7 @@ import pytest
 
 from voxline.admission import Admission, Caller
 from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey, KeyStore
+from voxline.auth.revocations import Revocations
 from voxline.auth.tokens import BrowserTokens
 from voxline.config import LimitSettings
 from voxline.limits.policy import LimitPolicy, SessionLease
@@ -78,7 +79,11 @@ def make_gate(tmp_path: Path) -> Iterator[Callable[..., Gate]]:
             }
         )
         keys, tokens = KeyStore(db), BrowserTokens(backend)
-        return Gate(Admission(keys, tokens, LimitPolicy(backend, settings)), keys, tokens)
+        # Revocations looked up at every check: their interval is tests/auth's business.
+        admission = Admission(
+            keys, tokens, LimitPolicy(backend, settings), Revocations(keys, interval=0)
+        )
+        return Gate(admission, keys, tokens)
 
     yield make
     for db in databases:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
+from voxline.auth.revocations import Revocations
 from voxline.auth.tokens import TOKEN_PREFIX, BrowserTokens, TokenClaims, TokenError
 from voxline.limits.policy import LimitPolicy, SessionLease
 from voxline.protocol.errors import Rejection
@@ -71,8 +72,15 @@ def _fails_closed(
 
 
 class Admission:
-    def __init__(self, keys: KeyStore, tokens: BrowserTokens, limits: LimitPolicy) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        tokens: BrowserTokens,
+        limits: LimitPolicy,
+        revocations: Revocations | None = None,
+    ) -> None:
         self._keys = keys
+        self._revocations = revocations or Revocations(keys)
         self._tokens = tokens
         self._limits = limits
         self._admitting_sessions = True
@@ -82,8 +90,9 @@ class Admission:
         self._admitting_sessions = False
 
     async def still_active(self, key: ApiKey) -> bool:
-        """Whether ``key`` still exists unrevoked, for sessions that outlive their admission."""
-        return await self._by_id(key.id) is not None
+        """Whether ``key`` is still unrevoked, for sessions that outlive their admission
+        (as of a few seconds ago: see :mod:`voxline.auth.revocations`)."""
+        return not await self._revocations.revoked(key.id)
 
     @_fails_closed
     async def socket(

@@ -10,8 +10,6 @@ agree on which key a limit or a token belongs to.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -24,8 +22,6 @@ import pytest
 from tests.support.api import ORIGIN
 from tests.support.caller import Caller
 from tests.support.server import OPEN_LIMITS, RunningServer, run_server
-from voxline.store.calls import CallRecords
-from voxline.store.database import Database
 
 pytestmark = pytest.mark.e2e
 
@@ -81,14 +77,7 @@ async def refused(url: str, credential: str, **kwargs: Any) -> tuple[int | None,
 
 async def call_ended(server: RunningServer, reader: str, call_id: str) -> dict[str, Any]:
     """The record of ``call_id`` through ``server``'s API, once its session has ended."""
-    deadline = time.monotonic() + 5
-    while True:
-        with Database(server.data_dir / "voxline.db") as db:
-            record = CallRecords(db).get(call_id)
-        if record is not None and record.ended_at is not None:
-            break
-        assert time.monotonic() < deadline, f"{call_id} never ended"
-        await asyncio.sleep(0.05)
+    await server.finished_call(call_id)
     async with httpx.AsyncClient(base_url=server.http) as client:
         response = await client.get(
             f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {reader}"}

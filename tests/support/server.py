@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +15,8 @@ from pathlib import Path
 from tests.support.keys import create_key, secrets_created
 from voxline.auth.keys import KeyEnv
 from voxline.bench.process import ServerFailed, serve_process
+from voxline.store.calls import CallRecord, CallRecords
+from voxline.store.database import Database
 
 # Generous per-address limits: every test connects from 127.0.0.1.
 OPEN_LIMITS = {
@@ -58,6 +62,17 @@ class RunningServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    async def finished_call(self, call_id: str, *, timeout: float = 5.0) -> CallRecord:
+        """The record of ``call_id`` in this server's database, once it is finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with Database(self.data_dir / "voxline.db") as db:
+                record = CallRecords(db).get(call_id)
+            if record is not None and record.ended_at is not None:
+                return record
+            assert time.monotonic() < deadline, f"{call_id} never finished: {record}"
+            await asyncio.sleep(0.05)
 
 
 @contextmanager

@@ -17,8 +17,6 @@ from tests.support.caller import Caller
 from tests.support.keys import revoke_key
 from tests.support.redis_server import RestartableRedis
 from tests.support.server import OPEN_LIMITS, RunningServer, run_server
-from voxline.store.calls import CallRecord, CallRecords
-from voxline.store.database import Database
 
 pytestmark = pytest.mark.e2e
 
@@ -52,17 +50,6 @@ async def still_talking(caller: Caller, digit: str) -> None:
     while not any(e["event"] == "dtmf" and e["digit"] == digit for _, e in caller.got.events):
         assert time.monotonic() < deadline, caller.got.names()
         await asyncio.sleep(0.02)
-
-
-async def finished(server: RunningServer, call_id: str) -> CallRecord:
-    deadline = time.monotonic() + 5
-    while True:
-        with Database(server.data_dir / "voxline.db") as db:
-            record = CallRecords(db).get(call_id)
-        if record is not None and record.ended_at is not None:
-            return record
-        assert time.monotonic() < deadline, f"{call_id} never finished: {record}"
-        await asyncio.sleep(0.05)
 
 
 def serve(data_dir: Path, redis: RestartableRedis) -> Any:
@@ -102,7 +89,7 @@ async def test_limits_hold_across_a_redis_restart(
             end = await caller.wait_for("session_end", timeout=MAX_SESSION_SECONDS + 5)
             assert end["reason"] == "max_duration"
             assert caller.got.when("session_end") - started < MAX_SESSION_SECONDS + WATCH_SLACK_S
-            record = await finished(server, call_id)
+            record = await server.finished_call(call_id)
             assert record.close_reason == "max_duration"
         await admitted(server, key)  # the seats are free again
 
@@ -118,7 +105,7 @@ async def test_the_session_length_limit_holds_while_redis_is_down(
         end = await caller.wait_for("session_end", timeout=MAX_SESSION_SECONDS + 5)
         assert end["reason"] == "max_duration"
         assert caller.got.when("session_end") - started < MAX_SESSION_SECONDS + WATCH_SLACK_S
-        record = await finished(server, call_id)
+        record = await server.finished_call(call_id)
         assert (record.close_code, record.close_reason) == (1000, "max_duration")
 
 
@@ -136,7 +123,7 @@ async def test_revoking_a_key_ends_its_live_sessions(echo_server: RunningServer)
     error = got.first("error")
     assert error["code"] == "unauthorized"
     assert got.first("session_end")["reason"] == "key_revoked"
-    record = await finished(echo_server, call_id)
+    record = await echo_server.finished_call(call_id)
     assert (record.close_code, record.close_reason) == (4401, "key_revoked")
     await still_talking(bystander, "3")
     await bystander.close()

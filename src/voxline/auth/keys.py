@@ -180,6 +180,14 @@ class KeyStore:
             )
             return cursor.rowcount == 1
 
+    def revoked_since(self, moment: float) -> builtins.list[str]:
+        """The ids of the keys revoked at ``moment`` or later."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT id FROM api_keys WHERE revoked_at >= ?", (moment,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def authenticate(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, or None for anything else.
 

@@ -13,6 +13,7 @@ class CloseCode(IntEnum):
     PROTOCOL_ERROR = 1002
     NO_STATUS = 1005
     ABNORMAL = 1006
+    POLICY_VIOLATION = 1008
     MESSAGE_TOO_LARGE = 1009
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
@@ -20,6 +21,10 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
     TOO_MANY_REQUESTS = 4429
+
+
+CLIENT_NOT_READING = "client_not_reading"
+"""Why a call whose client stopped reading what the server sends was cut off (1008)."""
 
 
 @dataclass(frozen=True, slots=True)

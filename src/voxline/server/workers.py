@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from voxline.config import Settings
 from voxline.server.app import create_app
 from voxline.server.capacity import HTTP_HEADROOM, default_max_connections, raise_open_file_limit
+from voxline.server.connections import HttpProtocol, WebSocketProtocol
 from voxline.server.metrics import MULTIPROCESS_DIR_VARIABLE
 from voxline.server.redaction import log_config
 from voxline.store.database import Database
@@ -54,12 +55,14 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
         "port": settings.port,
         # websockets' Sans-I/O core under uvicorn's own protocol: receiving a 20 ms frame
         # costs 20 us against 32 us with the legacy protocol (which uvicorn deprecates).
-        "ws": "websockets-sansio",
+        # Ours adds a bound on clients that stop reading.
+        "ws": WebSocketProtocol,
         "ws_max_size": WS_MAX_BYTES,
         # Audio hardly compresses; deflating each 20 ms frame made receiving it cost 1.5x.
         "ws_per_message_deflate": False,
-        # h11, not httptools: httptools takes headers of any size, h11 caps the request head.
-        "http": "h11",
+        # h11, not httptools: httptools takes headers of any size, h11 caps the request head
+        # (and ours bounds the time it may take).
+        "http": HttpProtocol,
         "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
         # X-Forwarded-For and -Proto only from the proxies configured; uvicorn's default
         # would trust them from any local process.

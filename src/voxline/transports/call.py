@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voxline.admission import Caller
 from voxline.protocol import events
-from voxline.protocol.errors import CloseCode
+from voxline.protocol.errors import CLIENT_NOT_READING, CloseCode
 from voxline.session.agent import SessionInfo
 from voxline.session.outbound import Outbound
 from voxline.session.session import Session
@@ -91,13 +91,20 @@ class CallSocket:
                 code = message.get("code", CloseCode.ABNORMAL)
                 if self.close_code is None:
                     self.close_code = code
-                    self.close_reason = "client_closed" if code < 1002 else "client_vanished"
+                    self.close_reason = _close_reason(code, message.get("reason"))
                 return None
             data: str | bytes | None = message.get("bytes")
             if data is None:
                 data = message.get("text")
             if data is not None:
                 return data
+
+
+def _close_reason(code: int, reason: str | None) -> str:
+    """What the record says of a close the far end's side reported."""
+    if code == CloseCode.POLICY_VIOLATION and reason == CLIENT_NOT_READING:
+        return CLIENT_NOT_READING  # the server's WebSocket layer gave up on the client
+    return "client_closed" if code < 1002 else "client_vanished"
 
 
 async def run_call(
