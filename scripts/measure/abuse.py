@@ -10,12 +10,18 @@ fourth asks a question every few seconds (default agent, the example knowledge f
 Prints the server's cores and the fourth caller's times from the end of each question to
 the agent's answer (``turn_begin``).
 
-Run: python scripts/measure/abuse.py flood|talkers
+idle: with the server's open-file limit lowered to 1,024 (the usual default), 1,100
+connections open and send nothing, and 100 more trickle one header line a second. Prints,
+every second for 30 s, how many of them the server still holds and whether ``/healthz``
+answers.
+
+Run: python scripts/measure/abuse.py flood|talkers|idle
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -24,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psutil
 
@@ -32,6 +39,7 @@ from voxline.bench.process import ServeProcess, serve_process
 from voxline.bench.speech import synthesize
 from voxline.client import OmniClient, realtime_url
 from voxline.client.sdk import stream_pcm
+from voxline.server.capacity import raise_open_file_limit
 from voxline.protocol.server_messages import ServerEvent
 from voxline.store.database import Database
 
@@ -175,9 +183,58 @@ async def probe_talkers(server: ServeProcess, new_key: Callable[[], str]) -> Non
     print(f"median {statistics.median(answers):.2f} s, longest {max(answers):.2f} s")
 
 
+async def hold(port: int, trickle: bool, held: list[int]) -> None:
+    """One connection that never completes a request; counted in ``held`` while open."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return
+    held[0] += 1
+    try:
+        if trickle:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+        while not reader.at_eof():
+            if trickle:
+                writer.write(b"X-Slow: 1\r\n")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader.read(1024), 1.0)
+    except OSError:
+        pass
+    finally:
+        held[0] -= 1
+        writer.close()
+
+
+async def healthy(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=0.8) as client:
+            return (await client.get(f"{url}/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def probe_idle(server: ServeProcess, new_key: Callable[[], str]) -> None:
+    raise_open_file_limit()  # this probe's own 1,200 sockets
+    psutil.Process(server.process.pid).rlimit(psutil.RLIMIT_NOFILE, (1024, 1024))
+    held = [0]
+    holders = [
+        asyncio.create_task(hold(server.port, trickle, held))
+        for trickle in [False] * 1100 + [True] * 100
+    ]
+    started = time.monotonic()
+    for _ in range(30):
+        await asyncio.sleep(1.0)
+        answered = await healthy(server.url)
+        print(f"{time.monotonic() - started:5.1f} s  held {held[0]:5d}  /healthz {answered}")
+    for task in holders:
+        task.cancel()
+    await asyncio.gather(*holders, return_exceptions=True)
+
+
 PROBES: dict[str, tuple[str, tuple[str, ...], Callable[..., Coroutine[Any, Any, None]]]] = {
     "flood": ("echo", (), probe_flood),
     "talkers": ("default", ("--knowledge", str(KNOWLEDGE)), probe_talkers),
+    "idle": ("echo", (), probe_idle),
 }
 
 
