@@ -8,59 +8,109 @@ import contextlib
 import json
 import socket
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+import uvicorn
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.caller import FRAME_MS, Caller
 from tests.support.server import RunningServer
-from voxline.server.connections import REQUEST_HEAD_TIMEOUT, SEND_TIMEOUT
-
-pytestmark = pytest.mark.e2e
+from voxline.server import connections
+from voxline.server.connections import SEND_TIMEOUT, HttpProtocol
 
 RATE = 24000
 
 
-async def _closed_after(port: int, trickle: bool) -> float:
-    """How long the server keeps a connection that sends nothing, or one header a second."""
+#: The bound on requests, shortened for these tests (the server's is REQUEST_HEAD_TIMEOUT).
+HEAD_TIMEOUT = 1.0
+
+#: What a slow client sends first, then one more line or byte every tenth of the bound.
+SLOW_REQUESTS = {
+    "idle": (b"", b""),
+    "head": (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n", b"X-Slow: 1\r\n"),
+    "body": (
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4000\r\n\r\n",
+        b"{",
+    ),
+}
+
+
+async def _closed_after(port: int, slow: str) -> float:
+    """How long the server keeps a connection that sends nothing, or trickles a request."""
+    first, then = SLOW_REQUESTS[slow]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     opened = time.monotonic()
-    if trickle:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
-    while not reader.at_eof() and time.monotonic() - opened < 3 * REQUEST_HEAD_TIMEOUT:
-        if trickle:
-            writer.write(b"X-Slow: 1\r\n")
-        with contextlib.suppress(TimeoutError):
-            assert await asyncio.wait_for(reader.read(1024), 1.0) == b""  # no answer, just EOF
+    writer.write(first)
+    while not reader.at_eof() and time.monotonic() - opened < 5 * HEAD_TIMEOUT:
+        writer.write(then)
+        with contextlib.suppress(TimeoutError):  # no answer, just the end
+            assert await asyncio.wait_for(reader.read(1024), HEAD_TIMEOUT / 10) == b""
     writer.close()
     return time.monotonic() - opened
 
 
-async def _healthy(port: int, pause: float = 0.0) -> bytes:
+async def _answered(port: int, pause: float) -> bytes:
+    """The status line of a request whose head and body each arrive in two parts."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /healthz HTTP/1.1\r\n")
-    await asyncio.sleep(pause)
-    writer.write(b"Host: localhost\r\n\r\n")
+    for part in (
+        b"POST /echo HTTP/1.1\r\n",
+        b"Host: localhost\r\nContent-Length: 4\r\n\r\nab",
+        b"cd",
+    ):
+        writer.write(part)
+        await asyncio.sleep(pause)
     status = await reader.readline()
     writer.close()
     return status
 
 
-async def test_connections_that_never_finish_a_request_head_are_closed(
-    echo_server: RunningServer,
-) -> None:
-    idle_and_trickling = [_closed_after(echo_server.port, trickle) for trickle in (False, True)]
-    kept = await asyncio.gather(*(idle_and_trickling * 20))
-    assert all(REQUEST_HEAD_TIMEOUT - 0.5 < seconds < REQUEST_HEAD_TIMEOUT + 3 for seconds in kept)
-    # A head that arrives in pieces within the bound is answered.
-    assert (
-        await _healthy(echo_server.port, pause=REQUEST_HEAD_TIMEOUT / 3) == b"HTTP/1.1 200 OK\r\n"
+async def _echo_length(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app that reads the whole body before it answers."""
+    assert scope["type"] == "http"
+    length = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        length += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    await PlainTextResponse(str(length))(scope, receive, send)
+
+
+@pytest.fixture
+async def slow_client_server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    """uvicorn with the server's HTTP protocol, in this process, on a free port."""
+    monkeypatch.setattr(connections, "REQUEST_HEAD_TIMEOUT", HEAD_TIMEOUT)
+    config = uvicorn.Config(
+        _echo_length, host="127.0.0.1", port=0, http=HttpProtocol, lifespan="off", log_level="error"
     )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn has no event for it
+        await asyncio.sleep(0.01)
+    yield server.servers[0].sockets[0].getsockname()[1]
+    server.should_exit = True
+    await serving
 
 
+async def test_connections_that_never_finish_a_request_are_closed(
+    slow_client_server: int,
+) -> None:
+    port = slow_client_server
+    kept = await asyncio.gather(*(_closed_after(port, slow) for slow in list(SLOW_REQUESTS) * 10))
+    assert all(HEAD_TIMEOUT - 0.1 < seconds < 2 * HEAD_TIMEOUT for seconds in kept), kept
+    # A request that arrives in pieces within the bounds is answered.
+    assert await _answered(port, pause=HEAD_TIMEOUT / 4) == b"HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.e2e
 async def test_a_client_that_stops_reading_is_cut_off_and_recorded(
     echo_server: RunningServer, question: npt.NDArray[np.int16]
 ) -> None:

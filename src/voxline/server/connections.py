@@ -1,10 +1,12 @@
 """uvicorn's connection protocols, with bounds on clients that are slow by fault or on purpose.
 
-**Request heads.** uvicorn closes a keep-alive connection idle between requests, but not
-one that never finishes a request: a connection that sends nothing, or trickles one header
-line at a time (slowloris), is kept for good and holds one of the process's open files.
-:class:`HttpProtocol` closes a connection whose request head is not complete
-``REQUEST_HEAD_TIMEOUT`` seconds after it opened or after its previous response.
+**Requests.** uvicorn closes a keep-alive connection idle between requests, but not one
+that never finishes a request: a connection that sends nothing, or trickles one header line
+or body byte at a time (slowloris), is kept for good and holds one of the process's open
+files. :class:`HttpProtocol` closes a connection whose request head is not complete
+``REQUEST_HEAD_TIMEOUT`` seconds after it opened or after its previous response, or whose
+body arrives slower than ``MIN_BODY_RATE`` on average once ``REQUEST_HEAD_TIMEOUT`` has
+passed since its head.
 
 **Clients that stop reading.** A client that stops reading (a frozen tab, a bridge stuck on
 something else, an attacker) leaves the server's audio in its socket. uvicorn stops
@@ -34,6 +36,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from voxline.protocol.errors import CLIENT_NOT_READING, CloseCode
 
 REQUEST_HEAD_TIMEOUT: Final = 10.0
+MIN_BODY_RATE: Final = 1024
+"""Bytes a second: a phone on a bad line sends a hundred times that."""
 SEND_TIMEOUT: Final = 10.0
 SEND_BUFFER_BYTES: Final = 128 * 1024
 """Linux doubles it: 256 KiB in flight, five seconds of 24 kHz audio, and still 1 MB/s to a
@@ -41,16 +45,27 @@ client 250 ms away."""
 
 
 class HttpProtocol(H11Protocol):
-    _head_timer: asyncio.TimerHandle | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _body_started = 0.0
+    _body_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
+        waiting_for = self.conn.their_state
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # a whole request head has arrived
-            self._head_arrived()
+        state = self.conn.their_state
+        if waiting_for is h11.IDLE and state is not h11.IDLE:  # a whole head has arrived
+            self._cancel_timer()
+            if state is h11.SEND_BODY:
+                self._body_started, self._body_bytes = self.loop.time(), len(data)
+                self._timer = self.loop.call_at(self._body_deadline(), self._body_checked)
+        elif state is h11.SEND_BODY:
+            self._body_bytes += len(data)
+        elif waiting_for is h11.SEND_BODY:  # the body is complete
+            self._cancel_timer()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -58,22 +73,35 @@ class HttpProtocol(H11Protocol):
             self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._head_arrived()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def _await_head(self) -> None:
-        self._head_arrived()
-        self._head_timer = self.loop.call_later(REQUEST_HEAD_TIMEOUT, self._head_timed_out)
+        self._cancel_timer()
+        self._timer = self.loop.call_later(REQUEST_HEAD_TIMEOUT, self._head_timed_out)
 
-    def _head_arrived(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
+        self._timer = None
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self.transport.close()
+
+    def _body_deadline(self) -> float:
+        """When the body read so far is due, at ``MIN_BODY_RATE`` after a head start."""
+        return self._body_started + REQUEST_HEAD_TIMEOUT + self._body_bytes / MIN_BODY_RATE
+
+    def _body_checked(self) -> None:
+        self._timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        if self.loop.time() >= self._body_deadline():
+            self.transport.close()
+        else:
+            self._timer = self.loop.call_at(self._body_deadline(), self._body_checked)
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
