@@ -43,6 +43,8 @@ ENGINE_VARIABLES = {
     "VOXLINE_STT_URL": ("stt.url", "https://stt.example/v1", "https://stt.example/v1"),
     "VOXLINE_STT_KEY": ("stt.key", "stt-secret", "stt-secret"),
     "VOXLINE_TTS_VOICE": ("tts.voice", "voices/amy.onnx", Path("voices/amy.onnx")),
+    "VOXLINE_TTS_VOICES_DIR": ("tts.voices_dir", "voices", Path("voices")),
+    "VOXLINE_TTS_MAX_LOADED_VOICES": ("tts.max_loaded_voices", "2", 2),
     "VOXLINE_TTS_URL": ("tts.url", "https://tts.example/v1", "https://tts.example/v1"),
     "VOXLINE_TTS_KEY": ("tts.key", "tts-secret", "tts-secret"),
     "VOXLINE_TTS_REMOTE_VOICE": ("tts.remote_voice", "nova", "nova"),

@@ -114,9 +114,11 @@ class Admission:
         return await self._session(key, address, _lacks(SCOPE_SESSION))
 
     @_fails_closed
-    async def bearer(self, authorization: str, *, scope: str, address: str) -> ApiKey | Rejection:
+    async def bearer(
+        self, authorization: str, *, scope: str | None, address: str
+    ) -> ApiKey | Rejection:
         """A REST request: the secret key of its ``Authorization: Bearer`` header, holding
-        ``scope``."""
+        ``scope`` (None: any key, as for reading about itself)."""
         scheme, _, secret = authorization.partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
@@ -127,7 +129,7 @@ class Admission:
         key = await self._by_secret(secret)
         if key is None:
             return await self._failed(address, "invalid API key")
-        refused = await self._enter(key, scope, address, _lacks(scope))
+        refused = await self._enter(key, scope, address, None if scope is None else _lacks(scope))
         return key if refused is None else refused
 
     @_fails_closed
@@ -194,10 +196,11 @@ class Admission:
         return None if key is None or key.revoked else key
 
     async def _enter(
-        self, key: ApiKey, scope: str, address: str, lacking: Rejection
+        self, key: ApiKey, scope: str | None, address: str, lacking: Rejection | None
     ) -> Rejection | None:
-        """The scope, then one connect counted against the address's and the key's rates."""
-        if not key.has_scope(scope):
+        """The scope (if one), then one connect counted against the address's and the key's
+        rates."""
+        if scope is not None and lacking is not None and not key.has_scope(scope):
             return lacking
         return await self._limits.check_connect(address, key.id)
 

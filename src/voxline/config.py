@@ -52,7 +52,16 @@ class TtsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXLINE_TTS_", extra="forbid")
 
     voice: Path | None = Field(
-        None, description="Piper voice (.onnx, with .onnx.json); unset: the packaged voice"
+        None,
+        description="default Piper voice (.onnx, with .onnx.json); unset: the packaged voice",
+    )
+    voices_dir: Path | None = Field(
+        None,
+        description="directory of further Piper voices (each a .onnx with its .onnx.json), "
+        "offered besides the default and the packaged voice",
+    )
+    max_loaded_voices: int = Field(
+        4, ge=1, le=64, description="voices loaded at once besides the default one"
     )
     url: str | None = Field(None, description="OpenAI-compatible speech server")
     key: str | None = Field(None, description="API key of the speech server")

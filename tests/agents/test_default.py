@@ -18,6 +18,7 @@ from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.responder import KnowledgeResponder
 from voxline.engines.speech_cache import CachingSynthesizer
 from voxline.engines.stt import Transcript
+from voxline.engines.voices import VoiceLibrary
 from voxline.protocol.client_frames import SessionConfig, Tool, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.agent import CallerTurn, SessionInfo, Speech
@@ -102,7 +103,11 @@ def conversation(
 ) -> tuple[DefaultConversation, ScriptedStt, ToolFirstBrain, Host]:
     stt, brain, host = ScriptedStt(text), ToolFirstBrain(), Host()
     engines = Engines(
-        stt=stt, tts=SilentTts(), brain=brain, knowledge=None, http=httpx.AsyncClient()
+        stt=stt,
+        voices=VoiceLibrary.single(SilentTts()),
+        brain=brain,
+        knowledge=None,
+        http=httpx.AsyncClient(),
     )
     info = SessionInfo("call_1", None, RATE, RATE, SessionConfig(tools=tuple(tools or ())))
     convo = DefaultConversation(info, host, engines)
@@ -194,7 +199,7 @@ async def test_warming_puts_the_greeting_and_first_clauses_of_answers_in_the_spe
     tts = SilentTts()
     engines = Engines(
         stt=ScriptedStt("When are you open?"),
-        tts=CachingSynthesizer(tts),
+        voices=VoiceLibrary.single(CachingSynthesizer(tts)),
         brain=responder,
         knowledge=knowledge,
         http=httpx.AsyncClient(),

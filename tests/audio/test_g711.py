@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from voxline.audio.g711 import ulaw_decode, ulaw_encode
+from voxline.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from voxline.audio.resample import resample
 
 with warnings.catch_warnings():
@@ -29,6 +29,18 @@ def test_every_code_decodes_as_the_reference_does() -> None:
 def test_every_sample_encodes_as_the_reference_does() -> None:
     samples = np.arange(-32768, 32768, dtype=np.int16)
     assert ulaw_encode(samples) == audioop.lin2ulaw(samples.astype("<i2").tobytes(), 2)
+
+
+def test_every_a_law_code_and_sample_is_coded_as_the_reference_does() -> None:
+    codes = bytes(range(256))
+    assert np.array_equal(alaw_decode(codes), np.frombuffer(audioop.alaw2lin(codes, 2), "<i2"))
+    samples = np.arange(-32768, 32768, dtype=np.int16)
+    assert alaw_encode(samples) == audioop.lin2alaw(samples.astype("<i2").tobytes(), 2)
+
+
+def test_a_law_codes_survive_a_round_trip() -> None:
+    codes = bytes(range(256))
+    assert alaw_encode(alaw_decode(codes)) == codes
 
 
 def test_codes_survive_a_round_trip() -> None:

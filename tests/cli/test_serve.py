@@ -69,6 +69,7 @@ FLAGS = {
     "--stt-model": ("stt.model", "base.en", "base.en"),
     "--stt-model-8k": ("stt.model_8k", "tiny.en", "tiny.en"),
     "--tts-voice": ("tts.voice", "amy.onnx", Path("amy.onnx")),
+    "--tts-voices-dir": ("tts.voices_dir", "voices", Path("voices")),
     "--llm-url": ("llm.url", "http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/v1"),
     "--llm-model": ("llm.model", "llama3.2", "llama3.2"),
     "--llm-key": ("llm.key", "sk-test", "sk-test"),

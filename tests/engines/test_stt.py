@@ -34,12 +34,14 @@ from voxline.bench.speech import synthesize
 from voxline.config import Settings
 from voxline.engines.models import ModelIntegrityError
 from voxline.engines.stt import (
+    BATCH_CHUNK_SECONDS,
     DEFAULT_BEAM,
     TINY_EN_SHA256,
     RemoteTranscriber,
     Transcript,
     TranscriptionError,
     WhisperTranscriber,
+    batch_chunks,
     default_workers,
     load_transcriber,
 )
@@ -222,6 +224,46 @@ async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.Monkey
     assert decodes.started == [busy.size / 16_000, final.size / 16_000, partial.size / 16_000]
     assert wer(QUESTIONS[1], results[1].text) <= 0.1, results[1].text
     assert wer(QUESTIONS[2], results[2].text) <= 0.1, results[2].text
+
+
+@pytest.mark.e2e
+async def test_batch_decodes_wait_for_every_decode_of_a_call_and_are_not_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    transcriber = WhisperTranscriber(workers=1)
+    decodes = Decodes()
+    monkeypatch.setattr(transcriber, "_decode", decodes.wrap(transcriber._decode))
+    clip, partial, final = speech(QUESTIONS[0]), speech(QUESTIONS[1]), speech(QUESTIONS[2])
+    try:
+        running = asyncio.create_task(transcriber.transcribe(clip, batch=True))
+        assert await asyncio.to_thread(decodes.running.wait, 10)
+        queued = asyncio.create_task(transcriber.transcribe(clip[:-1], batch=True))
+        await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(transcriber.transcribe(partial, partial=True))
+        await asyncio.sleep(0.01)
+        ending = asyncio.create_task(transcriber.transcribe(final))
+        results = await asyncio.gather(running, queued, waiting, ending)
+    finally:
+        await transcriber.aclose()
+    seconds = [a.size / 16_000 for a in (clip, final, partial, clip[:-1])]
+    assert decodes.started == seconds
+    assert wer(QUESTIONS[0], results[0].text) <= 0.1, results[0].text  # ran to its end
+
+
+def test_a_long_clip_is_cut_into_pieces_in_its_quiet_moments() -> None:
+    rng = np.random.default_rng(1)
+    loud = (rng.standard_normal(16_000 * 70) * 0.3).astype(np.float32)
+    quiet_at = [16_000 * 25, 16_000 * 50]
+    for start in quiet_at:
+        loud[start : start + 3200] = 0.0
+    chunks = batch_chunks(loud)
+    cuts = np.cumsum([c.size for c in chunks])[:-1]
+    assert len(cuts) == 2 and all(
+        q <= cut < q + 3200 for q, cut in zip(quiet_at, cuts, strict=True)
+    )
+    assert sum(c.size for c in chunks) == loud.size
+    assert all(c.size <= BATCH_CHUNK_SECONDS * 16_000 for c in chunks)
+    assert len(batch_chunks(loud[: 16_000 * 20])) == 1
 
 
 @pytest.fixture(scope="module")

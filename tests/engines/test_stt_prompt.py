@@ -22,6 +22,7 @@ from voxline.engines.stt_prompt import (
     knowledge_vocabulary,
     names,
 )
+from voxline.engines.voices import VoiceLibrary
 from voxline.protocol.client_frames import SessionConfig, Tool, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.agent import CallerTurn, SessionInfo
@@ -134,7 +135,7 @@ async def heard_by(rate: int) -> tuple[PromptedStt, PromptedStt]:
     wideband, telephone = PromptedStt("wideband"), PromptedStt("telephone")
     engines = Engines(
         stt=wideband,
-        tts=MuteTts(),
+        voices=VoiceLibrary.single(MuteTts()),
         brain=NoBrain(),
         knowledge=KNOWLEDGE,
         http=httpx.AsyncClient(),

@@ -80,7 +80,17 @@ def assert_too_large(reply: bytes) -> None:
     assert (error["code"], error["type"]) == ("message_too_large", "invalid_request_error")
 
 
-@pytest.mark.parametrize("path", ["/twilio/voice", "/v1/omni/sessions", "/web/token", "/v1/calls"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/twilio/voice",
+        "/v1/omni/sessions",
+        "/web/token",
+        "/v1/calls",
+        "/v1/audio/speech",
+        "/v1/audio/transcriptions",
+    ],
+)
 def test_a_400_mb_body_is_refused_before_it_is_read(server: RunningServer, path: str) -> None:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 400000000\r\n"
@@ -108,6 +118,21 @@ def test_a_body_under_the_limit_is_read(server: RunningServer) -> None:
     )
     assert response.status_code == 403  # read, and then refused for its signature
     assert "X-Twilio-Signature" in response.json()["error"]["message"]
+
+
+def test_audio_uploads_have_a_limit_of_their_own(server: RunningServer) -> None:
+    def declared(path: str, length: int) -> int:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        ).encode()
+        status, _ = status_and_body(exchange(server, head)[1])
+        return status
+
+    # Refused before a byte is read, for want of a key (401), not for its size.
+    assert declared("/v1/audio/transcriptions", 25 * 1024 * 1024) == 401
+    assert declared("/v1/audio/transcriptions", 25 * 1024 * 1024 + 1) == 413
+    assert declared("/v1/audio/speech", 65 * 1024) == 413
 
 
 def test_a_1_mb_header_is_refused_and_the_server_keeps_serving(server: RunningServer) -> None:

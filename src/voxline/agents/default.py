@@ -21,15 +21,15 @@ from typing import Any, Final
 import httpx
 
 from voxline.agents.tools import SessionTools
-from voxline.audio.pcm import Int16Array, to_float, trim_trailing_silence
+from voxline.audio.pcm import Int16Array, to_float
 from voxline.audio.resample import resample
 from voxline.engines.brain import Brain, BrainRequest, Message, TextDelta, ToolRunner
 from voxline.engines.knowledge import KbEndpoint, KnowledgeBase
 from voxline.engines.sentences import SentenceSplitter
 from voxline.engines.stt import Transcriber
 from voxline.engines.stt_prompt import build_prompt, knowledge_vocabulary
-from voxline.engines.tts import Synthesizer
 from voxline.engines.turn_end import asks, sounds_complete
+from voxline.engines.voices import VoiceLibrary, speak
 from voxline.protocol import events
 from voxline.protocol.client_frames import SessionConfig, Tool
 from voxline.session.agent import (
@@ -40,6 +40,7 @@ from voxline.session.agent import (
     SessionInfo,
     Speech,
     TurnTimings,
+    Unusable,
 )
 from voxline.session.turns import Finished
 
@@ -52,7 +53,6 @@ MIN_PARTIAL_AUDIO_S: Final = 1.0
 FIRST_SENTENCE_CHARS: Final = 40  # a short first piece: earlier first audio
 KNOWLEDGE_PASSAGES: Final = 3
 HISTORY_TURNS: Final = 12
-_CLOSERS: Final = "\"')]}"
 WARM_UP_LINE: Final = "Hello, how can I help you today?"
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Engines:
     """The models a server process loads once and shares across conversations."""
 
     stt: Transcriber
-    tts: Synthesizer
+    voices: VoiceLibrary
     brain: Brain
     knowledge: KnowledgeBase | None
     http: httpx.AsyncClient
@@ -78,7 +78,7 @@ class Engines:
         await self.stt.aclose()
         if self.stt_8k is not None:
             await self.stt_8k.aclose()
-        await self.tts.aclose()
+        await self.voices.aclose()
         await self.http.aclose()
 
 
@@ -112,17 +112,16 @@ class DefaultAgent:
             pieces += first_pieces(line)
         pieces = list(dict.fromkeys(pieces))
         warm_line = pieces[0] if pieces else WARM_UP_LINE
+        tts = await engines.voices.synthesizer(engines.voices.default.id)
         try:
-            heard = to_float(
-                resample(await engines.tts.synthesize(warm_line), engines.tts.sample_rate, STT_RATE)
-            )
+            heard = to_float(resample(await tts.synthesize(warm_line), tts.sample_rate, STT_RATE))
             for stt in (engines.stt, engines.stt_8k):
                 if stt is not None:
                     await stt.transcribe(heard)
         except Exception:  # a remote engine that is down: callers will see its errors
             log.warning("could not warm the speech engines", exc_info=True)
         for piece in pieces:
-            await engines.tts.synthesize(piece)
+            await tts.synthesize(piece)
 
     async def aclose(self) -> None:
         if self._warming is not None:
@@ -202,6 +201,7 @@ class DefaultConversation:
         self._last_partial_s = 0.0  # seconds of audio the last partial decoded
         self._draft: _Draft | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._voice = engines.voices.default
 
     # ---- configuration --------------------------------------------------------------
 
@@ -218,15 +218,29 @@ class DefaultConversation:
             KbEndpoint(endpoint, config.kb_token, client=self._engines.http) if endpoint else None
         )
         knowledge = self._engines.knowledge
+        unusable = self._choose_voice(config.voice_id)
         return ConfigureReport(
             greeting=bool(
                 config.greeting or config.consent_line or (knowledge and knowledge.greeting)
             ),
             kb=self._kb is not None or self._engines.knowledge is not None,
             tools=len(self._tools),
-            voice_id=config.voice_id,
+            voice_id=self._voice.id,
             language=config.language or "en",
+            unusable=unusable,
         )
+
+    def _choose_voice(self, voice_id: str | None) -> tuple[Unusable, ...]:
+        """Speak in ``voice_id`` from now on, if this server has it."""
+        voices = self._engines.voices
+        voice = voices.get(voice_id) if voice_id is not None else None
+        if voice_id is not None and voice is None:
+            message = f"no voice {voice_id[:64]!r} on this server; speaking as {self._voice.id}"
+            return (Unusable("voice_id", "unknown_voice", message),)
+        if voice is not None and voice != self._voice:
+            self._voice = voice
+            voices.prefetch(voice.id)
+        return ()
 
     def greeting(self) -> AsyncIterator[Speech] | None:
         knowledge = self._engines.knowledge
@@ -406,11 +420,8 @@ class DefaultConversation:
             self._history.append(Message("assistant", speech.text))
 
     async def _synthesize(self, sentence: str) -> Speech:
-        tts = self._engines.tts
-        audio = await tts.synthesize(sentence)
-        if not sentence.rstrip(_CLOSERS).endswith((".", "!", "?")):
-            # A phrase cut mid-sentence: the voice's end-of-sentence pause would break it up.
-            audio = trim_trailing_silence(audio, tts.sample_rate)
+        tts = await self._engines.voices.synthesizer(self._voice.id)
+        audio = await speak(tts, sentence)
         return Speech(resample(audio, tts.sample_rate, self._info.out_rate), sentence)
 
     def interrupted(self, heard: str) -> None:

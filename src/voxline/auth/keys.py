@@ -22,7 +22,20 @@ SCOPE_CALLS_READ = "calls:read"
 """The call records of the key's own sessions."""
 SCOPE_CALLS_READ_ALL = "calls:read_all"
 """Every key's call records: an operator's scope."""
-KNOWN_SCOPES = frozenset({SCOPE_SESSION, SCOPE_ALL, SCOPE_CALLS_READ, SCOPE_CALLS_READ_ALL})
+SCOPE_SPEECH = "speak:synthesize"
+"""``POST /v1/audio/speech``: named as the public SDK names it."""
+SCOPE_TRANSCRIPTION = "hear:transcribe"
+"""``POST /v1/audio/transcriptions``: named as the public SDK names it."""
+KNOWN_SCOPES = frozenset(
+    {
+        SCOPE_SESSION,
+        SCOPE_ALL,
+        SCOPE_CALLS_READ,
+        SCOPE_CALLS_READ_ALL,
+        SCOPE_SPEECH,
+        SCOPE_TRANSCRIPTION,
+    }
+)
 _IMPLIED_BY = {SCOPE_CALLS_READ: SCOPE_CALLS_READ_ALL}
 """A scope that a broader one grants too."""
 
@@ -48,8 +61,9 @@ class ApiKey:
         return self.revoked_at is not None
 
     def has_scope(self, scope: str) -> bool:
-        """Whether the key grants ``scope``; ``ns:*`` grants every ``ns:`` scope, and
-        ``calls:read_all`` grants ``calls:read``."""
+        """Whether the key grants ``scope``; ``ns:*`` grants every ``ns:`` scope (``omni:*``
+        the realtime ones only, not speech or transcription), and ``calls:read_all`` grants
+        ``calls:read``."""
         namespace, _, _ = scope.partition(":")
         broader = (f"{namespace}:*", _IMPLIED_BY.get(scope))
         return scope in self.scopes or any(other in self.scopes for other in broader)

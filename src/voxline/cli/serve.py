@@ -54,6 +54,7 @@ SERVE_FLAGS: Final = SettingFlags(
         "--stt-model": "stt.model",
         "--stt-model-8k": "stt.model_8k",
         "--tts-voice": "tts.voice",
+        "--tts-voices-dir": "tts.voices_dir",
         "--llm-url": "llm.url",
         "--llm-model": "llm.model",
         "--llm-key": "llm.key",

@@ -93,11 +93,17 @@ class Transcriber(Protocol):
     """16 kHz mono float32 speech to text; shared by all sessions, safe to cancel."""
 
     async def transcribe(
-        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+        self,
+        audio: Float32Array,
+        *,
+        prompt: str | None = None,
+        partial: bool = False,
+        batch: bool = False,
     ) -> Transcript:
         """Transcribe ``audio``; ``prompt`` is text it likely continues or resembles (names,
         the question the caller answers), which steers spelling. A ``partial`` transcript
-        (live captions of speech still going on) may wait for every other decode."""
+        (live captions of speech still going on) may wait for every other decode of a call; a
+        ``batch`` one (a clip sent to the HTTP API) waits for every decode of a call."""
         ...
 
     async def aclose(self) -> None: ...
@@ -236,7 +242,12 @@ class WhisperTranscriber:
         self._closed = False
 
     async def transcribe(
-        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+        self,
+        audio: Float32Array,
+        *,
+        prompt: str | None = None,
+        partial: bool = False,
+        batch: bool = False,
     ) -> Transcript:
         """Cancelling returns at once: a queued decode never starts, and a running one
         stops at its next step (after the encoder, between segments) and is discarded, so
@@ -244,7 +255,9 @@ class WhisperTranscriber:
 
         A decode that ends a turn goes before every queued partial one and stops a running
         one the same way (it returns no text): a caller waiting for an answer goes before
-        live captions."""
+        live captions. A ``batch`` decode goes after both, and is never stopped: give it at
+        most :data:`BATCH_CHUNK_SECONDS` at a time (:func:`batch_chunks`), so that a call's
+        decode waits for at most one chunk."""
         if self._closed:
             raise RuntimeError("WhisperTranscriber is closed")
         skipped = _skipped(audio)
@@ -253,10 +266,10 @@ class WhisperTranscriber:
         cancelled = threading.Event()
         # A copy: a discarded decode may still read it after the caller reuses its buffer.
         decode = functools.partial(self._decode, audio.copy(), prompt, cancelled)
-        future = self._pool.submit(int(partial), decode)
-        if partial:
+        future = self._pool.submit(2 if batch else int(partial), decode)
+        if partial and not batch:
             self._partials[cancelled] = future
-        else:
+        elif not batch:
             for stop, other in list(self._partials.items()):
                 if other.running():  # queued ones just wait: they go after this one
                     stop.set()
@@ -391,9 +404,15 @@ class RemoteTranscriber:
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
 
     async def transcribe(
-        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+        self,
+        audio: Float32Array,
+        *,
+        prompt: str | None = None,
+        partial: bool = False,
+        batch: bool = False,
     ) -> Transcript:
-        """``partial`` makes no difference: the endpoint schedules its own work."""
+        """``partial`` and ``batch`` make no difference: the endpoint schedules its own
+        work."""
         skipped = _skipped(audio)
         if skipped is not None:
             return skipped
@@ -421,6 +440,33 @@ class RemoteTranscriber:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+BATCH_CHUNK_SECONDS: Final = 28.0
+"""The longest piece of a clip decoded at once for the HTTP API: within Whisper's 30 s
+window, and about a second of a worker's time (tiny.en, one thread)."""
+_CUT_SEARCH_SECONDS: Final = 8.0
+_CUT_FRAME_SECONDS: Final = 0.1
+
+
+def batch_chunks(
+    audio: Float32Array, max_seconds: float = BATCH_CHUNK_SECONDS
+) -> list[Float32Array]:
+    """``audio`` in pieces of at most ``max_seconds``, each cut in the quietest tenth of a
+    second of its last ``_CUT_SEARCH_SECONDS``, where a word is least likely to be cut."""
+    longest = int(max_seconds * SAMPLE_RATE)
+    frame = int(_CUT_FRAME_SECONDS * SAMPLE_RATE)
+    chunks: list[Float32Array] = []
+    start = 0
+    while audio.size - start > longest:
+        window = audio[start + longest - int(_CUT_SEARCH_SECONDS * SAMPLE_RATE) : start + longest]
+        frames = window[: window.size - window.size % frame].reshape(-1, frame)
+        quietest = int(np.argmin(np.einsum("ij,ij->i", frames, frames)))
+        cut = start + longest - window.size + quietest * frame + frame // 2
+        chunks.append(audio[start:cut])
+        start = cut
+    chunks.append(audio[start:])
+    return chunks
 
 
 def default_workers(processes: int = 1) -> int:

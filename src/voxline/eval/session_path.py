@@ -27,6 +27,7 @@ from voxline.engines.knowledge import KnowledgeBase
 from voxline.engines.stt import Transcriber, Transcript
 from voxline.engines.vad import SileroModel, VadStream
 from voxline.engines.vad_batch import ThreadInference, VadBatcher
+from voxline.engines.voices import VoiceLibrary
 from voxline.protocol.client_frames import SessionConfig
 from voxline.protocol.events import Event
 from voxline.session.agent import SessionInfo
@@ -50,12 +51,19 @@ class RecordingTranscriber:
         self.idle.set()
 
     async def transcribe(
-        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+        self,
+        audio: Float32Array,
+        *,
+        prompt: str | None = None,
+        partial: bool = False,
+        batch: bool = False,
     ) -> Transcript:
         self.running += 1
         self.idle.clear()
         try:
-            transcript = await self.inner.transcribe(audio, prompt=prompt, partial=partial)
+            transcript = await self.inner.transcribe(
+                audio, prompt=prompt, partial=partial, batch=batch
+            )
         finally:
             self.running -= 1
             if not self.running:
@@ -147,7 +155,7 @@ class SessionHearing:
         self.stt = RecordingTranscriber(stt)
         self._engines = Engines(
             stt=self.stt,
-            tts=_MuteVoice(),
+            voices=VoiceLibrary.single(_MuteVoice()),
             brain=_MuteBrain(),
             knowledge=knowledge,
             http=httpx.AsyncClient(),

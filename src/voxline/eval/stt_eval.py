@@ -119,7 +119,12 @@ class LibraryDefaults:
         self._executor = ThreadPoolExecutor(max_workers=1)
 
     async def transcribe(
-        self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
+        self,
+        audio: Float32Array,
+        *,
+        prompt: str | None = None,
+        partial: bool = False,
+        batch: bool = False,
     ) -> Transcript:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._decode, audio.copy(), prompt)

@@ -177,6 +177,25 @@ class LimitPolicy:
         midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
         return now.date().isoformat(), (midnight - now).total_seconds()
 
+    async def usage_today(self, key: ApiKey) -> float:
+        """Seconds of audio ``key`` has used today (UTC)."""
+        day, _ = self._today()
+        return await self._backend.get_usage(f"audio:{key.id}:{day}")
+
+    async def check_daily_cap(self, key: ApiKey) -> Rejection | None:
+        """``daily_cap_exceeded`` if ``key`` has used its audio for today."""
+        cap = self.daily_cap(key)
+        if cap is None:
+            return None
+        day, until_midnight = self._today()
+        if await self._backend.get_usage(f"audio:{key.id}:{day}") < cap:
+            return None
+        return Rejection(
+            "daily_cap_exceeded",
+            f"this key has used its {cap:g} seconds of audio for today (UTC)",
+            until_midnight,
+        )
+
     async def acquire_session(
         self, key: ApiKey, *, token_id: str | None = None
     ) -> SessionLease | Rejection:
@@ -188,15 +207,9 @@ class LimitPolicy:
                 "the server's shared state is recovering; try again shortly",
                 settling,
             )
-        cap = self.daily_cap(key)
-        if cap is not None:
-            day, until_midnight = self._today()
-            if await self._backend.get_usage(f"audio:{key.id}:{day}") >= cap:
-                return Rejection(
-                    "daily_cap_exceeded",
-                    f"this key has used its {cap:g} seconds of audio for today (UTC)",
-                    until_midnight,
-                )
+        spent = await self.check_daily_cap(key)
+        if spent is not None:
+            return spent
         slots: list[tuple[str, int, str]] = []
         if token_id is not None:
             slots.append((f"sessions:token:{token_id}", 1, "this session token is already in use"))
@@ -233,12 +246,11 @@ class LimitPolicy:
         )
 
     async def add_audio(self, key: ApiKey, seconds: float) -> bool:
-        """Count caller plus agent audio against today's cap; False once it is used up."""
-        cap = self.daily_cap(key)
-        if cap is None:
-            return True
+        """Count audio (a call's caller and agent audio, the HTTP API's speech and clips)
+        toward today's usage; False once the key's cap, if it has one, is used up."""
         day, until_midnight = self._today()
         total = await self._backend.add_usage(
             f"audio:{key.id}:{day}", seconds, until_midnight + _USAGE_GRACE_S
         )
-        return total < cap
+        cap = self.daily_cap(key)
+        return cap is None or total < cap

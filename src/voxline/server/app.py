@@ -21,12 +21,18 @@ from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
 from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
+from voxline.server import transcription_api
+from voxline.server.account_api import account_routes
 from voxline.server.body_limit import BodyLimit
 from voxline.server.capacity import ConnectionCap
 from voxline.server.issuing import error_response as _error
 from voxline.server.issuing import issue_token
+from voxline.server.rest import bearer_key
 from voxline.server.services import Services
 from voxline.server.shutdown import drain_on_signals
+from voxline.server.speech_api import speech_routes
+from voxline.server.transcription_api import transcription_routes
+from voxline.server.voices_api import voice_routes
 from voxline.server.web import web_routes
 from voxline.store.calls import CallRecord
 from voxline.transports.freeswitch import audio_stream
@@ -39,19 +45,9 @@ from voxline.transports.twilio import media_stream, voice_webhook
 _TRANSPORTS_SERVICES: type[CallServices] = Services
 
 
-async def _bearer_key(request: Request, scope: str) -> ApiKey | Rejection:
-    """The key of the request's ``Authorization: Bearer`` secret, admitted for ``scope``."""
-    services: Services = request.app.state.services
-    return await services.admission.bearer(
-        request.headers.get("authorization", ""),
-        scope=scope,
-        address=request.client.host if request.client else "unknown",
-    )
-
-
 async def create_session_token(request: Request) -> Response:
     """``POST /v1/omni/sessions``: a short-lived, origin-locked browser token."""
-    key = await _bearer_key(request, SCOPE_SESSION)
+    key = await bearer_key(request, SCOPE_SESSION)
     if isinstance(key, Rejection):
         return _error(key)
     body = await request.body()  # bounded by BodyLimit
@@ -78,7 +74,7 @@ async def list_calls(request: Request) -> Response:
     """``GET /v1/calls?limit=N``: the most recent call records of the key's own sessions
     (``calls:read``), or of every key's (``calls:read_all``)."""
     services: Services = request.app.state.services
-    key = await _bearer_key(request, SCOPE_CALLS_READ)
+    key = await bearer_key(request, SCOPE_CALLS_READ)
     if isinstance(key, Rejection):
         return _error(key)
     limit = parse_decimal(request.query_params.get("limit", "50"), 1, 1000)
@@ -90,7 +86,7 @@ async def list_calls(request: Request) -> Response:
 
 async def get_call(request: Request) -> Response:
     services: Services = request.app.state.services
-    key = await _bearer_key(request, SCOPE_CALLS_READ)
+    key = await bearer_key(request, SCOPE_CALLS_READ)
     if isinstance(key, Rejection):
         return _error(key)
     # Another key's call is "no such call", as if it did not exist: ids do not leak.
@@ -98,17 +94,7 @@ async def get_call(request: Request) -> Response:
         services.calls.get, request.path_params["call_id"], key_id=_readable_key_id(key)
     )
     if record is None:
-        return JSONResponse(
-            {
-                "error": {
-                    "message": "no such call",
-                    "type": "invalid_request_error",
-                    "code": "not_found",
-                    "param": "call_id",
-                }
-            },
-            404,
-        )
+        return _error(Rejection("not_found", "no such call", param="call_id"))
     return JSONResponse(_call_json(record))
 
 
@@ -154,13 +140,19 @@ def create_app(
             Route("/twilio/voice", voice_webhook, methods=["POST"]),
             WebSocketRoute("/twilio/media", media_stream),
             WebSocketRoute("/freeswitch/audio", audio_stream),
+            *voice_routes(),
+            *speech_routes(),
+            *transcription_routes(),
+            *account_routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             *web_routes(),
         ],
         middleware=[
-            Middleware(BodyLimit),
+            Middleware(
+                BodyLimit, by_path={transcription_api.PATH: transcription_api.MAX_UPLOAD_BYTES}
+            ),
             *(
                 []
                 if max_connections is None

@@ -3,11 +3,13 @@
 A body that declares a ``Content-Length`` over the limit is refused before any of it is
 read; a chunked one is counted as it arrives and refused once it passes the limit. Either
 way the answer is 413 with the protocol's error envelope (``message_too_large``), and the
-connection is closed rather than drained.
+connection is closed rather than drained. Every route's limit is :data:`MAX_BODY_BYTES` but
+for the few paths given their own (audio uploads).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from starlette.datastructures import Headers
@@ -28,17 +30,25 @@ class _BodyTooLarge(Exception):
 class BodyLimit:
     """ASGI middleware refusing request bodies over ``max_bytes`` with 413."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        by_path: Mapping[str, int] | None = None,
+    ) -> None:
+        """``by_path``: the limits of paths that have their own."""
         self.app = app
         self.max_bytes = max_bytes
+        self.by_path = dict(by_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.by_path.get(scope["path"], self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and parse_decimal(declared, 0, self.max_bytes) is None:
-            await self._refuse(scope, receive, send)
+        if declared is not None and parse_decimal(declared, 0, limit) is None:
+            await self._refuse(limit, scope, receive, send)
             return
         received = 0
         responded = False
@@ -48,7 +58,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
@@ -62,13 +72,11 @@ class BodyLimit:
         except _BodyTooLarge:
             if responded:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(limit, scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
-            Rejection(
-                "message_too_large", f"request body over {self.max_bytes} bytes", param="body"
-            )
+            Rejection("message_too_large", f"request body over {limit} bytes", param="body")
         )
         response.headers["Connection"] = "close"
         await response(scope, receive, send)

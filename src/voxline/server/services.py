@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -15,7 +17,9 @@ from voxline.agents.echo import EchoAgent
 from voxline.auth.keys import KeyStore
 from voxline.auth.tokens import BrowserTokens
 from voxline.config import Settings
+from voxline.engines.lazy_stt import LazyTranscriber
 from voxline.engines.vad_batch import ChildProcessInference, VadBatcher
+from voxline.engines.voices import VoiceLibrary, load_voice, piper_voices, remote_voice
 from voxline.limits.policy import LimitPolicy
 from voxline.protocol.errors import CloseCode
 from voxline.server.metrics import Metrics
@@ -29,6 +33,9 @@ from voxline.telephony.esl import EventSocket
 from voxline.transports.call import WATCH_INTERVAL
 from voxline.transports.live import LiveCalls
 
+if TYPE_CHECKING:
+    from voxline.engines.stt import Transcriber
+
 log = logging.getLogger(__name__)
 
 SERVER_NAME = f"voxline/{__version__}"
@@ -40,8 +47,42 @@ SHUTDOWN_CODE = CloseCode.GOING_AWAY
 HEARTBEAT_INTERVAL_S = 10.0
 
 
-def build_agent(settings: Settings) -> Agent:
-    """The agent the settings ask for, its engines loaded once for the whole process."""
+def load_voices(settings: Settings) -> VoiceLibrary:
+    """The server's voices (none loaded yet): its Piper voices, or the speech endpoint's."""
+    tts = settings.tts
+    if tts.url is not None:
+        if tts.voice is not None or tts.voices_dir is not None:
+            raise ValueError("Piper voices and a remote speech endpoint are exclusive")
+        voices = [remote_voice(tts.remote_voice)]
+    else:
+        voices = piper_voices(tts.voice, tts.voices_dir)
+    return VoiceLibrary(
+        voices,
+        functools.partial(load_voice, remote_url=tts.url, remote_key=tts.key),
+        max_loaded=tts.max_loaded_voices,
+    )
+
+
+def transcriber_loader(settings: Settings) -> Callable[[str | None], Transcriber]:
+    """What loads a recogniser of the settings' kind, given its model."""
+    from voxline.engines.stt import default_workers, load_transcriber
+
+    return functools.partial(
+        load_transcriber,
+        remote_url=settings.stt.url,
+        remote_key=settings.stt.key,
+        workers=settings.stt.workers or default_workers(settings.workers),
+        threads=settings.stt.threads,
+        beam_size=settings.stt.beam,
+    )
+
+
+def build_agent(
+    settings: Settings, *, voices: VoiceLibrary | None = None, stt: Transcriber | None = None
+) -> Agent:
+    """The agent the settings ask for, its engines loaded once for the whole process: it
+    speaks in ``voices`` and hears with ``stt`` when given (the server's own, which its HTTP
+    API shares), else in and with its own."""
     if settings.agent == "echo":
         return EchoAgent()
     from voxline.agents.default import DefaultAgent, Engines
@@ -49,9 +90,6 @@ def build_agent(settings: Settings) -> Agent:
     from voxline.engines.knowledge import KnowledgeBase
     from voxline.engines.llm import ChatCompletionsBrain
     from voxline.engines.responder import KnowledgeResponder
-    from voxline.engines.speech_cache import CachingSynthesizer
-    from voxline.engines.stt import default_workers, load_transcriber
-    from voxline.engines.tts import load_synthesizer
 
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
     knowledge = KnowledgeBase.load(settings.knowledge) if settings.knowledge else None
@@ -62,31 +100,19 @@ def build_agent(settings: Settings) -> Agent:
         if settings.llm.url
         else KnowledgeResponder(knowledge)
     )
-    transcriber = functools.partial(
-        load_transcriber,
-        remote_url=settings.stt.url,
-        remote_key=settings.stt.key,
-        workers=settings.stt.workers or default_workers(settings.workers),
-        threads=settings.stt.threads,
-        beam_size=settings.stt.beam,
-    )
+    load_stt = transcriber_loader(settings)
+    voices = voices or load_voices(settings)
+    voices.load_default()
     return DefaultAgent(
         Engines(
-            stt=transcriber(settings.stt.model),
-            tts=CachingSynthesizer(
-                load_synthesizer(
-                    str(settings.tts.voice) if settings.tts.voice else None,
-                    remote_url=settings.tts.url,
-                    remote_key=settings.tts.key,
-                    remote_voice=settings.tts.remote_voice,
-                )
-            ),
+            stt=stt or load_stt(settings.stt.model),
+            voices=voices,
             brain=brain,
             knowledge=knowledge,
             http=http,
             file_hits_as_context=settings.llm.url is not None,
             likely_lines=brain.likely_lines() if isinstance(brain, KnowledgeResponder) else (),
-            stt_8k=transcriber(settings.stt.model_8k) if settings.stt.model_8k else None,
+            stt_8k=load_stt(settings.stt.model_8k) if settings.stt.model_8k else None,
         )
     )
 
@@ -110,7 +136,13 @@ class Services:
         self.limits = LimitPolicy(self.backend, settings.limits)
         self.admission = Admission(self.keys, self.tokens, self.limits)
         self.vad = VadBatcher(ChildProcessInference())
-        self.agent = build_agent(settings)
+        # The speech engines of the HTTP API: the default agent's own, shared with its calls;
+        # an echo server loads a recogniser only when the API first needs one.
+        self.voices = load_voices(settings)
+        load_stt = functools.partial(transcriber_loader(settings), settings.stt.model)
+        self._agent_owns_speech = settings.agent == "default"
+        self.stt: Transcriber = load_stt() if self._agent_owns_speech else LazyTranscriber(load_stt)
+        self.agent = build_agent(settings, voices=self.voices, stt=self.stt)
         self.server_name = SERVER_NAME
         # FreeSWITCH call control, when its audio streams are enabled.
         fs = settings.freeswitch
@@ -147,6 +179,9 @@ class Services:
         if self.event_socket is not None:
             await self.event_socket.aclose()
         await self.agent.aclose()
+        if not self._agent_owns_speech:
+            await self.stt.aclose()
+            await self.voices.aclose()
         await self.vad.aclose()
         await self.backend.close()
         await asyncio.to_thread(self.servers.deregister, self.server_id, reason=SHUTDOWN_REASON)

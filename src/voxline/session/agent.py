@@ -68,20 +68,35 @@ out once the caller has heard the reply's audio (``end_call`` after "Goodbye")."
 
 
 @dataclass(frozen=True, slots=True)
+class Unusable:
+    """A setting the agent cannot honour (a voice it does not have), and why."""
+
+    key: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConfigureReport:
-    """What the agent made of a ``configure``, reported in ``configured``."""
+    """What the agent made of a ``configure``, reported in ``configured``: ``voice_id`` is
+    the voice that speaks, and ``unusable`` the settings it could not honour."""
 
     greeting: bool = False
     kb: bool = False
     tools: int = 0
     voice_id: str | None = None
     language: str | None = None
+    unusable: tuple[Unusable, ...] = ()
 
     def acknowledgements(
         self, info: SessionInfo, frame: Configure, *, endpointing_ms: int
     ) -> list[Event]:
-        """``configured`` and, for older clients, ``config_ack``."""
+        """A ``warning`` for each unusable setting the frame set, ``configured`` and, for
+        older clients, ``config_ack``, which lists those settings as ignored."""
+        unusable = [item for item in self.unusable if item.key in frame.keys]
+        refused = {item.key for item in unusable}
         return [
+            *(events.warning(item.code, item.message) for item in unusable),
             events.configured(
                 call_id=info.call_id,
                 voice_id=self.voice_id,
@@ -94,8 +109,8 @@ class ConfigureReport:
             ),
             events.config_ack(
                 voice_id=self.voice_id,
-                honored=frame.keys,
-                ignored=[*frame.unknown, *frame.rejected],
+                honored=[key for key in frame.keys if key not in refused],
+                ignored=[*frame.unknown, *frame.rejected, *(item.key for item in unusable)],
             ),
         ]
 
