@@ -39,8 +39,8 @@ from voxline.bench.process import ServeProcess, serve_process
 from voxline.bench.speech import synthesize
 from voxline.client import OmniClient, realtime_url
 from voxline.client.sdk import stream_pcm
-from voxline.server.capacity import raise_open_file_limit
 from voxline.protocol.server_messages import ServerEvent
+from voxline.server.capacity import raise_open_file_limit
 from voxline.store.database import Database
 
 RATE = 24000

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from voxline.auth.keys import KeyStore
 from voxline.cli import app
 from voxline.cli import serve as serve_module
 from voxline.config import Settings
+from voxline.store.database import Database
 
 runner = CliRunner()
 REDIS_URL = "redis://127.0.0.1:6390/0"  # lets --workers go above 1; nothing connects to it
@@ -142,3 +144,28 @@ def test_an_unknown_agent_is_refused(served: Served) -> None:
     assert result.exit_code == 2
     assert "parrot" in result.output
     assert served.runs == []
+
+
+def test_the_quickstart_key_reaches_every_route_a_newcomer_tries_and_is_kept(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    secret = serve_module.quickstart_key(settings)
+    assert serve_module.quickstart_key(settings) == secret  # shown again, not replaced
+    with Database(settings.database_path) as db:
+        key = KeyStore(db).authenticate(secret)
+    assert key is not None and key.env == "test"
+    assert key.scopes == serve_module.QUICKSTART_SCOPES
+    assert oct((tmp_path / "quickstart-key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_quickstart_key_of_fewer_scopes_is_replaced(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with Database(settings.database_path) as db:
+        _, old_secret = KeyStore(db).create(env="test", scopes=["omni:session"])
+    (tmp_path / "quickstart-key").write_text(old_secret + "\n")
+    secret = serve_module.quickstart_key(settings)
+    assert secret != old_secret
+    with Database(settings.database_path) as db:
+        assert KeyStore(db).authenticate(old_secret) is None  # revoked, not left about
+        assert KeyStore(db).authenticate(secret) is not None

@@ -9,11 +9,22 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from voxline.auth.keys import KeyStore
+from voxline.auth.keys import (
+    SCOPE_CALLS_READ,
+    SCOPE_SESSION,
+    SCOPE_SPEECH,
+    SCOPE_TRANSCRIPTION,
+    KeyStore,
+)
 from voxline.cli.setting_flags import SettingFlags
 from voxline.config import Settings
 from voxline.server.workers import run_server
 from voxline.store.database import Database
+
+QUICKSTART_SCOPES: Final = frozenset(
+    {SCOPE_SESSION, SCOPE_CALLS_READ, SCOPE_SPEECH, SCOPE_TRANSCRIPTION}
+)
+"""Everything a newcomer tries in the first hour: calls, their records, speech, transcription."""
 
 
 def quickstart_key(settings: Settings) -> str:
@@ -25,11 +36,14 @@ def quickstart_key(settings: Settings) -> str:
         keys = KeyStore(db)
         if path.exists():
             secret = path.read_text().strip()
-            if keys.authenticate(secret) is not None:
+            key = keys.authenticate(secret)
+            if key is not None and key.scopes >= QUICKSTART_SCOPES:
                 return secret
+            if key is not None:  # from a version whose routes it does not reach: replace it
+                keys.revoke(key.id)
         _, secret = keys.create(
             env="test",
-            scopes=["omni:session"],
+            scopes=QUICKSTART_SCOPES,
             label="quickstart",
             concurrency=None,
             daily_audio_seconds=None,
