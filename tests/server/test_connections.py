@@ -16,13 +16,14 @@ import pytest
 import uvicorn
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.caller import FRAME_MS, Caller
 from tests.support.server import RunningServer
 from voxline.server import connections
-from voxline.server.connections import SEND_TIMEOUT, HttpProtocol
+from voxline.server.connections import SEND_TIMEOUT, HttpProtocol, WebSocketProtocol
 
 RATE = 24000
 
@@ -71,7 +72,13 @@ async def _answered(port: int, pause: float) -> bytes:
 
 
 async def _echo_length(scope: Scope, receive: Receive, send: Send) -> None:
-    """An app that reads the whole body before it answers."""
+    """An app that reads the whole body before it answers, and echoes WebSocket messages."""
+    if scope["type"] == "websocket":
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(text)
+        return
     assert scope["type"] == "http"
     length = 0
     while True:
@@ -89,7 +96,13 @@ async def slow_client_server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[i
     """uvicorn with the server's HTTP protocol, in this process, on a free port."""
     monkeypatch.setattr(connections, "REQUEST_HEAD_TIMEOUT", HEAD_TIMEOUT)
     config = uvicorn.Config(
-        _echo_length, host="127.0.0.1", port=0, http=HttpProtocol, lifespan="off", log_level="error"
+        _echo_length,
+        host="127.0.0.1",
+        port=0,
+        http=HttpProtocol,
+        ws=WebSocketProtocol,
+        lifespan="off",
+        log_level="error",
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
@@ -110,6 +123,15 @@ async def test_connections_that_never_finish_a_request_are_closed(
     assert await _answered(port, pause=HEAD_TIMEOUT / 4) == b"HTTP/1.1 200 OK\r\n"
 
 
+async def test_the_bounds_on_requests_end_where_a_websocket_begins(
+    slow_client_server: int,
+) -> None:
+    async with connect(f"ws://127.0.0.1:{slow_client_server}/") as ws:
+        await asyncio.sleep(3 * HEAD_TIMEOUT)
+        await ws.send("still here")
+        assert await ws.recv() == "still here"
+
+
 @pytest.mark.e2e
 async def test_a_client_that_stops_reading_is_cut_off_and_recorded(
     echo_server: RunningServer, question: npt.NDArray[np.int16]
@@ -121,8 +143,12 @@ async def test_a_client_that_stops_reading_is_cut_off_and_recorded(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", echo_server.port))
-    ws = await connect(
-        echo_server.ws, sock=sock, subprotocols=["pyai.v1", f"pyai-key.{key}"], max_queue=1
+    ws = await connect(  # no pings of its own: its give-up would race the server's
+        echo_server.ws,
+        sock=sock,
+        subprotocols=["pyai.v1", f"pyai-key.{key}"],
+        max_queue=1,
+        ping_interval=None,
     )
     await ws.send(json.dumps({"type": "configure"}))
     call_id = json.loads(await ws.recv())["call_id"]  # hello; then it never reads again
