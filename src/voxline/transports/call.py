@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -88,16 +89,25 @@ class CallSocket:
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
-                code = message.get("code", CloseCode.ABNORMAL)
                 if self.close_code is None:
-                    self.close_code = code
-                    self.close_reason = "client_closed" if code < 1002 else "client_vanished"
+                    self.close_code, self.close_reason = far_end_close(
+                        message.get("code", CloseCode.ABNORMAL)
+                    )
                 return None
             data: str | bytes | None = message.get("bytes")
             if data is None:
                 data = message.get("text")
             if data is not None:
                 return data
+
+
+def far_end_close(code: int) -> tuple[int, str]:
+    """The record of a close the far end began: 1000 and 1001 are normal, and so is a close
+    frame without a status (1005, what Node's ``ws.close()`` sends), recorded as 1000; any
+    other code, or none at all (1006, the connection dropped), is a client that vanished."""
+    if code == CloseCode.NO_STATUS:
+        return CloseCode.NORMAL, "client_closed"
+    return code, "client_closed" if code < 1002 else "client_vanished"
 
 
 async def run_call(
@@ -109,8 +119,11 @@ async def run_call(
     transport: str,
     converse: Callable[[Session], Awaitable[None]],
 ) -> None:
-    """Run one call to its end and leave its record, however it ends."""
+    """Run one call to its end and leave its record, however it ends. The record is
+    written beside the start of the call, not before it: the caller is not kept waiting
+    on the database."""
     metrics = services.metrics
+    info.config = replace(info.config, transfer_destination=services.settings.transfer_destination)
     session = Session(
         info,
         conn,
@@ -127,7 +140,7 @@ async def run_call(
         transport=transport,
         started_at=time.time(),
     )
-    await asyncio.to_thread(services.calls.open, record)
+    opened = asyncio.ensure_future(asyncio.to_thread(services.calls.open, record))
     metrics.active_sessions.inc()
     live = services.live_calls
     watchdog: asyncio.Task[None] | None = None
@@ -148,6 +161,7 @@ async def run_call(
         with contextlib.suppress(StateUnavailable):  # else the lease lapses by itself
             await caller.lease.release()
         try:
+            await opened
             await _finish(services, conn, session)
         finally:
             live.leave(session)
