@@ -214,6 +214,11 @@ class Settings(BaseSettings):
         description="secret key (omni:session) the page at / mints its browser tokens from; "
         "unset: the page gets none (serve --print-key uses the quickstart key)",
     )
+    transfer_destination: str | None = Field(
+        None,
+        description="the destination of transfer_to_human events (a number or queue the "
+        "client's bridge dials) unless a session's configure sets its own",
+    )
     max_session_seconds: float = Field(3600.0, gt=0)
     idle_session_seconds: float | None = Field(
         60.0,

@@ -18,6 +18,7 @@ from voxline.session.floor import (
     CloseIdle,
     Decision,
     DropReply,
+    FillSilence,
     Floor,
     Greet,
     JoinTurns,
@@ -186,13 +187,6 @@ def test_a_joined_turn_is_not_joined_once_the_reply_is_heard() -> None:
     assert f.vad(windows(SURE, 32)) == [BargeIn("barge_in")]
 
 
-def test_speech_over_an_unheard_greeting_drops_it_silently() -> None:
-    f = floor()
-    assert f.configured(greeting=True) == [Greet()]
-    assert f.vad(windows(SURE, 64)) == [DropReply(), Listen(paused=False)]
-    assert isinstance(f.vad(windows(SURE, 320) + windows(QUIET, 512))[-1], Respond)
-
-
 def test_a_reply_that_is_over_leaves_the_floor_to_the_caller() -> None:
     f = floor()
     f.vad(windows(SURE, 640) + windows(QUIET, 512))
@@ -217,6 +211,118 @@ def test_no_greeting_once_the_caller_has_taken_a_turn() -> None:
     f = floor()
     f.typed("dtmf")
     assert f.configured(greeting=True) == []
+
+
+def greeting(f: Floor) -> Floor:
+    assert f.configured(greeting=True) == [Greet()]
+    f.reply_audible()
+    return f
+
+
+def kinds(decisions: list[Decision]) -> list[type]:
+    return [type(d) for d in decisions if not isinstance(d, Listen)]
+
+
+def test_turn_0_starts_even_when_the_caller_is_already_talking() -> None:
+    f = floor()
+    f.vad(windows(SURE, 320))
+    assert f.configured(greeting=True) == [Greet()]
+
+
+@pytest.mark.parametrize(
+    ("caller", "then", "expected"),
+    [
+        # Speech under turn 0 neither cuts it off nor is lost: the turn is held...
+        (windows(SURE, 640) + windows(QUIET, 512), "vad", []),
+        # ...and answered once the greeting may be interrupted, cutting the rest off,
+        (windows(SURE, 640) + windows(QUIET, 512), "heard", [BargeIn, Respond]),
+        # or once turn 0 is over (a consent line played in full, or a short greeting).
+        (windows(SURE, 640) + windows(QUIET, 512), "finished", [Respond]),
+        # A caller still talking when the greeting may be interrupted interrupts it.
+        (windows(SURE, 640), "heard", [BargeIn]),
+        (windows(SURE, 640), "finished", []),
+        # A cough under turn 0 is no turn, as under any reply.
+        (windows(UNSURE, 64) + windows(QUIET, 512), "heard", []),
+        (windows(UNSURE, 64) + windows(QUIET, 512), "finished", []),
+    ],
+)
+def test_speech_under_turn_0(caller: list[float], then: str, expected: list[type]) -> None:
+    f = greeting(floor())
+    decisions = f.vad(caller)
+    assert kinds(decisions) == []
+    if then == "heard":
+        decisions = f.greeting_heard()
+    elif then == "finished":
+        decisions = f.reply_finished(now=1.0)
+    assert kinds(decisions) == expected
+
+
+def test_a_turn_held_under_turn_0_covers_all_the_caller_said() -> None:
+    f = greeting(floor())
+    f.vad(windows(QUIET, 320) + windows(SURE, 640) + windows(QUIET, 512))
+    f.vad(windows(SURE, 320) + windows(QUIET, 512))  # they went on: one turn
+    stretch = stretch_of(f.reply_finished(now=1.0))
+    assert stretch.start == pytest.approx(0.320 - PRE_ROLL_SECONDS)
+    assert stretch.speech_end == pytest.approx(0.320 + 0.640 + 0.512 + 0.320)
+
+
+def test_a_held_turn_keeps_its_audio() -> None:
+    f = greeting(floor())
+    f.vad(windows(SURE, 640) + windows(QUIET, 512))
+    assert f.forget_before(10.0) is None
+
+
+def test_once_heard_the_greeting_is_interrupted_like_any_reply() -> None:
+    f = greeting(floor())
+    assert f.vad(windows(SURE, 32)) == []
+    assert f.greeting_heard() == [BargeIn("barge_in")]
+    f = greeting(floor())
+    assert f.greeting_heard() == []
+    assert f.vad(windows(SURE, 32)) == [BargeIn("barge_in")]
+
+
+def test_a_turn_answered_before_turn_0_is_not_held() -> None:
+    f = floor()
+    f.vad(windows(SURE, 640) + windows(QUIET, 512))
+    f.reply_finished(now=1.0)
+    assert f.configured(greeting=True) == []
+
+
+def test_speech_begun_under_a_reply_that_ends_is_the_callers_turn() -> None:
+    f = replying_audibly(floor())
+    f.vad(windows(UNSURE, 96))  # under the reply's last words: not enough to interrupt
+    f.reply_finished(now=1.0)
+    assert isinstance(f.vad(windows(UNSURE, 320) + windows(QUIET, 512))[-1], Respond)
+
+
+# ---- gaps in the caller's stream -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("caller", "gap", "expected"),
+    [
+        (windows(SURE, 640), 0.1, []),  # a late frame: not yet a gap
+        (windows(SURE, 640), 0.2, [FillSilence(0.2)]),  # a gap in the turn: silence
+        (windows(SURE, 640) + windows(QUIET, 160), 0.4, [FillSilence(0.4)]),
+        (windows(QUIET, 640), 5.0, []),  # no turn: nothing to end
+        (windows(SURE, 640) + windows(QUIET, 512), 5.0, []),  # the turn has ended
+    ],
+)
+def test_a_gap_in_the_callers_turn_counts_as_silence(
+    caller: list[float], gap: float, expected: list[Decision]
+) -> None:
+    f = Floor(TurnSettings(), WINDOW, idle_seconds=60)
+    f.vad(caller)
+    assert f.tick(gap, heard=0.0) == expected
+
+
+def test_the_silence_of_a_gap_ends_the_turn() -> None:
+    f = floor()
+    f.vad(windows(SURE, 640))
+    [fill] = f.tick(10.6, heard=10.0)
+    assert isinstance(fill, FillSilence)
+    assert isinstance(f.vad(windows(QUIET, round(fill.seconds * 1000)))[-1], Respond)
+    assert f.tick(20.0, heard=10.6) == []
 
 
 # ---- idle ----------------------------------------------------------------------------------

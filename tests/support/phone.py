@@ -32,6 +32,15 @@ class Heard:
     def last_at(self) -> float:
         return self.audio[-1][0] if self.audio else 0.0
 
+    def played_until(self, rate: int, after: float = 0.0) -> float:
+        """When the audio got (``after`` then) has all played, each piece in turn from when
+        it came (a phone's playout: real time, never ahead of what has arrived)."""
+        until = 0.0
+        for t, pcm in self.audio:
+            if t >= after:
+                until = max(until, t) + len(pcm) / rate
+        return until
+
 
 class RealTimeCaller(ABC):
     rate: int

@@ -99,6 +99,7 @@ class RestRequest:
     path: str
     form: dict[str, str]
     authorization: str
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class FakeTwilioApi:

@@ -150,6 +150,7 @@ async def test_a_twilio_call_from_greeting_to_transfer(phones: Phones) -> None:
     request = next(r for r in phones.twilio.requests if r.form is update)
     assert request.path == f"/2010-04-01/Accounts/{twilio_sim.ACCOUNT_SID}/Calls/{call_sid}.json"
     assert request.authorization.startswith("Basic ")
+    assert request.at >= call.heard.played_until(call.rate)  # once the line has played
 
     [record] = _records(phones.server, "twilio", 1)
     assert record["key_id"] == phones.key_id
@@ -167,6 +168,8 @@ async def test_a_twilio_call_the_agent_hangs_up(phones: Phones) -> None:
     await call.silence_until(lambda: bool(phones.twilio.updates(call_sid)))
     await call.closed()
     assert phones.twilio.updates(call_sid) == [{"Status": "completed"}]
+    [hang_up] = [r for r in phones.twilio.requests if r.path.endswith(f"/{call_sid}.json")]
+    assert hang_up.at >= call.heard.played_until(call.rate)  # the goodbye was heard first
     [record] = _records(phones.server, "twilio", 2)[-1:]
     assert record["close_reason"] == "caller_goodbye"
     assert record["key_id"] == phones.key_id
@@ -180,6 +183,13 @@ async def test_a_stream_without_the_webhooks_token_is_refused(phones: Phones) ->
 
 
 # ---- FreeSWITCH --------------------------------------------------------------------------
+
+
+def _played(call: AudioStreamChannel, after: float = 0.0) -> float:
+    """When FreeSWITCH has played the agent audio the channel got (``after`` the last
+    ``uuid_break``, which drops what it held), less one 20 ms frame: nothing reports it, so
+    the server goes by its own clock of the audio it paced out."""
+    return call.heard.played_until(call.rate, after) - 0.02
 
 
 def _stream_url(server: RunningServer, token: str = STREAM_TOKEN) -> str:
@@ -211,7 +221,10 @@ async def test_a_freeswitch_call_from_greeting_to_transfer(phones: Phones) -> No
     await on_esl(lambda: esl.dtmf(channel, "0"))  # over the menu's answer: broken off
     await call.silence_until(lambda: esl.api_commands.count(f"uuid_break {channel} all") == 2)
     await call.silence_until(lambda: call.ended)
-    assert f"uuid_transfer {channel} {TRANSFER_TARGET}" in esl.api_commands
+    transfer = f"uuid_transfer {channel} {TRANSFER_TARGET}"
+    assert transfer in esl.api_commands
+    broken = max(t for t, c in zip(esl.api_times, esl.api_commands, strict=True) if "break" in c)
+    assert esl.api_times[esl.api_commands.index(transfer)] >= _played(call, after=broken)
     assert not any(c.startswith("uuid_kill") for c in esl.api_commands)
 
     [record] = _records(phones.server, "freeswitch", 1)
@@ -227,7 +240,9 @@ async def test_a_freeswitch_call_the_agent_hangs_up(phones: Phones) -> None:
     await call.silence_until(call.quiet_for(0.6))
     await call.stream(synthesize("Goodbye.", call.rate))
     await call.silence_until(lambda: call.ended)
-    assert f"uuid_kill {channel} NORMAL_CLEARING" in phones.esl.api_commands
+    kill = f"uuid_kill {channel} NORMAL_CLEARING"
+    assert kill in phones.esl.api_commands
+    assert phones.esl.api_times[phones.esl.api_commands.index(kill)] >= _played(call)
     [record] = _records(phones.server, "freeswitch", 2)[-1:]
     assert record["close_reason"] == "caller_goodbye"
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import httpx
@@ -245,16 +245,18 @@ class DefaultConversation:
     def greeting(self) -> AsyncIterator[Speech] | None:
         knowledge = self._engines.knowledge
         greeting = self._config.greeting or (knowledge.greeting if knowledge else None)
-        lines = [self._config.consent_line, greeting]
-        text = " ".join(line.strip() for line in lines if line and line.strip())
-        return self._speak_text(text) if text else None
+        pairs = [(self._config.consent_line, False), (greeting, True)]
+        lines = [(line.strip(), keep) for line, keep in pairs if line and line.strip()]
+        return self._speak_lines(lines) if lines else None
 
-    async def _speak_text(self, text: str) -> AsyncIterator[Speech]:
-        splitter = SentenceSplitter(first_chunk_chars=FIRST_SENTENCE_CHARS)
-        for sentence in [*splitter.feed(text), *splitter.flush()]:
-            speech = await self._synthesize(sentence)
-            self._record(speech)
-            yield speech
+    async def _speak_lines(self, lines: list[tuple[str, bool]]) -> AsyncIterator[Speech]:
+        """Each line in turn, sentence by sentence; the consent line's not interruptible."""
+        for text, interruptible in lines:
+            splitter = SentenceSplitter(first_chunk_chars=FIRST_SENTENCE_CHARS)
+            for sentence in [*splitter.feed(text), *splitter.flush()]:
+                speech = replace(await self._synthesize(sentence), interruptible=interruptible)
+                self._record(speech)
+                yield speech
 
     # ---- listening ------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ person on a call: asks a question, waits for the agent's reply to end, pauses, a
 next. On some turns it talks over the reply (a barge-in) or makes a cough-like noise under
 it (which must not interrupt).
 
-Measured per turn: TTFB, from the frame holding the question's last speech sample to the
-first agent audio; barge-in reaction, from the frame holding the interrupting question's
-first speech sample to ``flush``; whether a noise burst drew a ``flush`` (a false barge-in);
-and frame lag, how late each agent audio chunk arrives against the real-time schedule of
-its reply (0 when on time or early, within the lead). When the callers ask for ``metrics``
+Measured per call: how long after it began to connect ``hello`` came. Measured per turn:
+TTFB, from the frame holding the question's last speech sample to the first agent audio;
+barge-in reaction, from the frame holding the interrupting question's first speech sample
+to ``flush``; whether a noise burst drew a ``flush`` (a false barge-in); and frame lag, how
+late each agent audio chunk arrives against the real-time schedule of its reply (0 when on
+time or early, within the lead). When the callers ask for ``metrics``
 events, the server's own stage timings of each turn are kept too.
 """
 
@@ -88,6 +89,7 @@ def noise_burst(rate: int, seconds: float = 0.25, seed: int = 0) -> Clip:
 
 @dataclass
 class CallerResult:
+    hello: float | None = None  # seconds from starting to connect to ``hello``
     ttfb: list[float] = field(default_factory=list)
     ttfb_by_text: dict[str, list[float]] = field(default_factory=dict)  # of clips with text
     barge_in: list[float] = field(default_factory=list)
@@ -137,6 +139,7 @@ async def run_caller(
     no questions, keep a quiet line open. Counts go to ``result`` as they happen."""
     result = CallerResult() if result is None else result
     await asyncio.sleep(start_delay)
+    connecting = time.monotonic()
     try:
         client = await OmniClient.connect(realtime_url(url), key, configure=configure or {})
     except Exception as exc:  # refused at the HTTP level, or unreachable
@@ -160,7 +163,9 @@ async def run_caller(
                 reply_samples += len(item.pcm) // 2
                 listening.last_audio = now
             elif isinstance(item, ServerEvent):
-                if item.name == "flush":
+                if item.name == "hello":
+                    result.hello = now - connecting
+                elif item.name == "flush":
                     listening.flushed = now
                 elif item.name == "transcript":
                     if item.data.get("role") == "user" and item.data.get("final"):

@@ -149,6 +149,7 @@ async def _run(
     client_after = os.times()
     after = sample_process(pid) if pid else None
     measures = {
+        "hello_ms": [r.hello for r in results if r.hello is not None],
         "ttfb_ms": [t for r in results for t in r.ttfb],
         # A finished question may end its turn sooner than a statement (see TurnSettings).
         "ttfb_questions_ms": _ttfb_of(results, lambda text: text.endswith("?")),

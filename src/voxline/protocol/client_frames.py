@@ -44,6 +44,7 @@ class SessionConfig:
     persona: str | None = None
     greeting: str | None = None
     consent_line: str | None = None
+    transfer_destination: str | None = None  # fills transfer_to_human's destination
     voice_id: str | None = None
     language: str | None = None
     kb_endpoint: str | None = None
@@ -203,6 +204,7 @@ _CONFIGURE_KEYS: Final[dict[str, Callable[[Any, str], Any]]] = {
     "persona": _text(20_000),
     "greeting": _text(2000),
     "consent_line": _text(2000),
+    "transfer_destination": _text(256),
     "voice_id": _text(256),
     "language": _text(32),
     "kb_endpoint": _http_url,

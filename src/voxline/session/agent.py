@@ -18,10 +18,12 @@ from voxline.session.turns import Finished
 
 @dataclass(frozen=True, slots=True)
 class Speech:
-    """One stretch of agent audio at the session's output rate, with the text it says."""
+    """One stretch of agent audio at the session's output rate, with the text it says.
+    Speech not ``interruptible`` is heard in full (turn 0's consent line)."""
 
     audio: Int16Array
     text: str = ""
+    interruptible: bool = True
 
 
 @dataclass(slots=True)

@@ -98,8 +98,19 @@ class CallerStream:
         if self._budget is not None and not self._budget.spend(count / self.rate, now):
             self.overrun = True
             return False
-        self.audio.append(pcm)
         self.samples += count
+        self._stage(pcm, count, now)
+        return True
+
+    def fill(self, seconds: float) -> None:
+        """A gap in the stream, as that much silence: cut into turns and judged by the VAD
+        like audio, though not counted as audio received."""
+        count = int(seconds * self.rate)
+        if count > 0:
+            self._stage(bytes(count * 2), count, time.monotonic())
+
+    def _stage(self, pcm: bytes | memoryview, count: int, now: float) -> None:
+        self.audio.append(pcm)
         self._arrivals.append((self.audio.end_time, now))
         self._pending.append(pcm)
         self._pending_samples += count
@@ -107,7 +118,6 @@ class CallerStream:
         at_vad_rate = self._pending_samples * stream.sample_rate // self.rate
         if stream.buffered_samples + at_vad_rate >= stream.window_size:
             self.ready.set()
-        return True
 
     def take(self) -> Float32Array:
         """The audio waiting for the VAD, at its rate, as floats."""
@@ -118,7 +128,7 @@ class CallerStream:
 
     @property
     def last_arrival(self) -> float | None:
-        """When audio last arrived (monotonic clock)."""
+        """When audio (or silence filled in for a gap) last arrived (monotonic clock)."""
         return self._arrivals[-1][1] if self._arrivals else None
 
     def arrived_at(self, at: float) -> float | None:

@@ -3,7 +3,8 @@
 The :class:`Floor` is told what happens (a VAD probability per window, how finished the
 agent finds the caller's words, a reply heard or over, a typed turn, a ``configure``, the
 caller's activity and the wall clock) and answers with the decisions the session carries
-out: start a reply, barge in, drop a reply the caller never heard, greet, close an idle call.
+out: start a reply, barge in, drop a reply the caller never heard, greet, count a gap in
+the caller's stream as silence, close an idle call.
 The session (:mod:`voxline.session.session`) is the asyncio driver around it; tests drive it
 with plain lists of inputs.
 
@@ -28,6 +29,14 @@ from voxline.session.turns import (
 PRE_ROLL_SECONDS: Final = 0.3  # audio kept before detected speech start (VAD onsets are late)
 TAIL_SECONDS: Final = 0.15  # audio kept after the last speech window
 PAUSE_MS: Final = 32  # silence after which the agent may start on what the caller said so far
+GAP_SECONDS: Final = 0.15
+"""No caller audio for this long in the middle of their turn is a gap in the stream (a
+client that stops sending after its question, a muted browser): it counts as silence,
+filled in as the wall clock passes (:class:`FillSilence`). Longer than network jitter, so
+that a late frame is not mistaken for a pause; short against the endpointing silence."""
+GREETING_HEARD_MS: Final = 1000
+"""Of turn 0's greeting, after its consent line: the caller's speech interrupts it only once
+they have heard this much of it (that someone answered, and who)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +89,26 @@ class Greet:
 
 
 @dataclass(frozen=True, slots=True)
+class FillSilence:
+    """The caller's stream has had no audio for ``seconds`` in the middle of their turn:
+    count the gap as that much silence."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class CloseIdle:
     """Nobody has said or sent anything for the idle limit: close the call."""
 
 
-Decision = Respond | BargeIn | DropReply | JoinTurns | Listen | Greet | CloseIdle
+Decision = Respond | BargeIn | DropReply | JoinTurns | Listen | Greet | FillSilence | CloseIdle
 
 
 @dataclass(slots=True)
 class _Reply:
     answers: float | None  # stream time the turn it answers began, for joining (None: not)
     audible: bool = False
+    protected: bool = False  # turn 0 before it may be interrupted
 
 
 class Floor:
@@ -102,6 +120,12 @@ class Floor:
     "mm-hm") is neither an interruption nor a turn. A reply not heard yet is dropped silently
     instead, and if the caller simply went on talking after a pause, the two stretches of
     speech become one turn.
+
+    Turn 0 (the consent line and greeting) starts as soon as it is configured, even over the
+    caller, and is protected until the driver says it may be interrupted
+    (:meth:`greeting_heard`): speech under it is still the caller's turn, but one that ends
+    meanwhile is held and answered once the protection ends, cutting the rest of the greeting
+    off, or once turn 0 is over.
     """
 
     def __init__(
@@ -121,6 +145,7 @@ class Floor:
         self._utterance_start: float | None = None
         self._speech_during_reply = False
         self._greeted = False
+        self._held: Stretch | None = None  # a turn that ended under the protected turn 0
         self._last_activity = now
 
     # ---- what the driver reads ----------------------------------------------------------
@@ -130,6 +155,11 @@ class Floor:
         return self._reply is not None
 
     @property
+    def in_turn(self) -> bool:
+        """The caller is in the middle of a turn (a gap in their stream is a pause)."""
+        return self._detector.speaking
+
+    @property
     def utterance_start(self) -> float:
         """Stream time the caller's current turn began (0 before any)."""
         return self._utterance_start or 0.0
@@ -137,7 +167,7 @@ class Floor:
     def forget_before(self, processed: float) -> float | None:
         """Stream time before which caller audio is no longer needed, with ``processed``
         seconds through the VAD; None while a turn is being kept."""
-        if self._detector.speaking or self._utterance_start is not None:
+        if self._detector.speaking or self._utterance_start is not None or self._held:
             return None
         return processed - PRE_ROLL_SECONDS - self._window
 
@@ -153,7 +183,9 @@ class Floor:
                     self._speech_started(at, decisions)
                 case SpeechEnded(at=at):
                     self._speech_ended(at, decisions)
-            if self._reply is not None:
+            if self._reply is not None and self._reply.protected:
+                self._hear_under_turn_0()
+            elif self._reply is not None:
                 self._maybe_barge_in(decisions)
             elif self._too_long():
                 ended = detector.end_turn()
@@ -185,31 +217,62 @@ class Floor:
 
     def configured(self, *, greeting: bool) -> list[Decision]:
         """A ``configure`` was applied; ``greeting``: the agent has one to speak. Turn 0 is
-        the first configure with a greeting, unless the caller has already taken a turn."""
+        the first configure with a greeting, unless the caller has already been answered;
+        it starts even if they are talking, and is protected until :meth:`greeting_heard`."""
         if self._greeted or self.turns > 0 or not greeting:
             return []
         self._greeted = True
-        self._reply = _Reply(answers=None)
+        self._reply = _Reply(answers=None, protected=True)
         return [Greet()]
+
+    def greeting_heard(self) -> list[Decision]:
+        """The caller has heard turn 0's consent line and the first
+        :data:`GREETING_HEARD_MS` of its greeting: from now on they may interrupt it."""
+        reply = self._reply
+        decisions: list[Decision] = []
+        if reply is None or not reply.protected:
+            return decisions
+        reply.protected = False
+        if self._held is not None:
+            self._reply = None
+            decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
+            self._answer_held(decisions)
+        elif self._detector.speaking and not self._speech_during_reply:
+            self._reply = None  # the caller is in the middle of their turn: it goes on
+            decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
+        else:
+            self._maybe_barge_in(decisions)
+        return decisions
 
     def reply_audible(self) -> None:
         """The current reply's first audio went out."""
         if self._reply is not None:
             self._reply.audible = True
 
-    def reply_finished(self, now: float) -> None:
-        """The current reply is over: heard out, or it had nothing to say."""
+    def reply_finished(self, now: float) -> list[Decision]:
+        """The current reply is over: heard out, or it had nothing to say. A turn held under
+        turn 0 is answered now; speech that began under the reply and goes on is the
+        caller's turn."""
         self._reply = None
         self._last_activity = max(self._last_activity, now)
+        decisions: list[Decision] = []
+        if self._held is not None:
+            self._answer_held(decisions)
+        elif self._detector.speaking:
+            self._speech_during_reply = False
+        return decisions
 
     def caller_active(self, now: float) -> None:
         """The caller sent something (audio or a frame) at ``now``."""
         self._last_activity = max(self._last_activity, now)
 
     def tick(self, now: float, *, heard: float | None = None) -> list[Decision]:
-        """The wall clock moved on; ``heard``: when caller audio last arrived, if ever."""
+        """The wall clock moved on; ``heard``: when caller audio (or silence filled in for a
+        gap) last arrived, if ever."""
         if heard is not None:
             self.caller_active(heard)
+            if self._detector.speaking and now - heard >= GAP_SECONDS:
+                return [FillSilence(now - heard)]
         if (
             self._idle_seconds is not None
             and self._reply is None
@@ -222,6 +285,11 @@ class Floor:
 
     def _speech_started(self, at: float, decisions: list[Decision]) -> None:
         reply = self._reply
+        if self._held is not None:
+            # The caller went on after a turn held under turn 0: one longer turn.
+            self._utterance_start, self._held = self._held.start, None
+            self._speech_during_reply = False
+            return
         if reply is not None and not reply.audible and reply.answers is not None:
             # The caller went on talking before the reply could be heard: one longer turn.
             self._reply = None
@@ -237,7 +305,22 @@ class Floor:
             # Speech under the agent's voice too short to barge in: a cough, a "mm-hm".
             self._speech_during_reply = False
             return
-        self._respond(Stretch(start, at + TAIL_SECONDS, at), decisions, joinable=joinable)
+        stretch = Stretch(start, at + TAIL_SECONDS, at)
+        if self._reply is not None and self._reply.protected:
+            self._held = stretch  # answered once turn 0 may be interrupted, or is over
+            return
+        self._respond(stretch, decisions, joinable=joinable)
+
+    def _hear_under_turn_0(self) -> None:
+        """Speech under the protected turn 0 enough to interrupt a reply is the caller's
+        turn (held, not cutting turn 0 off); less is a cough, as under any reply."""
+        if self._speech_during_reply and self._detector.interrupting():
+            self._speech_during_reply = False
+
+    def _answer_held(self, decisions: list[Decision]) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._respond(held, decisions)
 
     def _too_long(self) -> bool:
         """The caller's turn has reached the longest a turn may be (with its tail)."""

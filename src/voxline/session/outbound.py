@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from voxline.protocol.call_control import HangUp, SendDigits, Transfer
@@ -43,6 +45,14 @@ class NoCallControl:
 
     async def send_digits(self, request: SendDigits) -> None:
         pass
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """What a call's record counts beside its audio and turns."""
+
+    barge_ins: int = 0
+    started_at: float = field(default_factory=time.time)
 
 
 class SessionObserver(Protocol):

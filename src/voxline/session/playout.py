@@ -7,12 +7,17 @@ lead (``lead_ms``) is ever in flight to the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from voxline.session.agent import Speech
+
+MARKS_WAIT_SECONDS = 2.0
+"""How long past its own clock a reply waits for the far end to report the rest played
+(Twilio's marks), before it takes it as heard anyway."""
 
 
 @dataclass(slots=True)
@@ -65,6 +70,7 @@ class Playout:
         self.samples_sent_total = 0
         self._reply_start_total = 0  # samples_sent_total when the current reply began
         self._played_total: int | None = None  # as far as the far end reports having played
+        self._reported = asyncio.Event()  # set as the far end reports more played
 
     @property
     def active(self) -> bool:
@@ -104,6 +110,17 @@ class Playout:
         """The far end reports having played agent audio up to ``total_samples`` (counted
         like ``samples_sent_total``; telephony marks): the caller has heard no more."""
         self._played_total = total_samples
+        self._reported.set()
+
+    async def until_heard(self, samples: int) -> None:
+        """Return once the caller has heard ``samples`` of this reply, or it is over."""
+        while self.active and (left := samples - self.heard_samples()) > 0:
+            if self._played_total is not None:
+                self._reported.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._reported.wait(), left / self.rate + 0.05)
+            else:
+                await asyncio.sleep(left / self.rate)
 
     def heard_samples(self) -> int:
         if self._burst_sent == 0:
@@ -170,6 +187,16 @@ class Playout:
             await self._send_audio(chunk)
 
     async def _until_heard(self) -> None:
+        """Until the audio sent has had time to play, and the far end, if it reports what
+        it played, says it has (a phone's jitter buffer may lag the clock)."""
         remaining = self._burst_start + self._burst_sent / self.rate - self._clock()
         if remaining > 0:
             await asyncio.sleep(remaining)
+        deadline = self._clock() + MARKS_WAIT_SECONDS
+        while self._played_total is not None and self._played_total < self.samples_sent_total:
+            self._reported.clear()
+            left = deadline - self._clock()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reported.wait(), left)

@@ -4,14 +4,84 @@ turn's announcement and latencies, and then its call control: a bridge acts on
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
+from typing import Any
 
 from voxline.protocol import events
 from voxline.protocol.call_control import CallControl, HangUp, SendDigits, Transfer
 from voxline.session.agent import ReplyPart, SessionInfo, Speech, TurnTimings
+from voxline.session.floor import GREETING_HEARD_MS
 from voxline.session.outbound import Outbound, SessionObserver
 from voxline.session.playout import Playout
+
+log = logging.getLogger(__name__)
+
+
+class _Protection:
+    """How much of turn 0 the caller must hear before they may interrupt it: its consent
+    line (speech not ``interruptible``) and then :data:`GREETING_HEARD_MS` of the rest;
+    ``heard`` is called once they have."""
+
+    def __init__(self, playout: Playout, heard: Callable[[], None]) -> None:
+        self._playout = playout
+        self._heard = heard
+        self._locked = 0  # samples of the consent line
+        self._waiting: asyncio.Task[None] | None = None
+
+    def add(self, speech: Speech) -> None:
+        if self._waiting is not None:
+            return
+        if not speech.interruptible:
+            self._locked += len(speech.audio)
+            return
+        samples = self._locked + self._playout.rate * GREETING_HEARD_MS // 1000
+        self._waiting = asyncio.get_running_loop().create_task(self._wait(samples))
+
+    async def _wait(self, samples: int) -> None:
+        await self._playout.until_heard(samples)
+        if self._playout.active:
+            self._heard()
+
+    async def aclose(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._waiting
+
+
+class ReplyTask:
+    """The session's one reply in progress. A new one replaces it; cancelling it stops the
+    call control it would have carried out too (a goodbye or transfer line the caller talks
+    over is not the end of the call); ``finished`` is called when it ends of itself."""
+
+    def __init__(self, tasks: set[asyncio.Task[Any]], finished: Callable[[], None]) -> None:
+        self._tasks = tasks  # the session's, cancelled as it ends
+        self._finished = finished
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, run: Coroutine[Any, Any, None], *, name: str) -> None:
+        self.cancel()
+        self._task = task = asyncio.get_running_loop().create_task(run, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._task is task:
+            self._task = None
+            self._finished()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reply failed", exc_info=task.exception())
 
 
 class ReplyPlayer:
@@ -54,14 +124,17 @@ class ReplyPlayer:
         timings: TurnTimings | None,
         *,
         audible: Callable[[], None],
+        protected: Callable[[], None] | None = None,
     ) -> str | None:
         """Play ``reply`` until the caller has heard it all (``audible`` is called as its
         first audio goes out), then carry out its call control. Returns why the call ends,
-        when the call control ends it."""
+        when the call control ends it. ``protected`` (turn 0) is called once the caller may
+        interrupt it (:class:`_Protection`); if they never may, the reply plays out."""
         playout = self.playout
         timings = timings or TurnTimings()
         actions: list[CallControl] = []
         started = False
+        protection = _Protection(playout, protected) if protected is not None else None
         try:
             async for part in reply:
                 if not isinstance(part, Speech):
@@ -74,6 +147,8 @@ class ReplyPlayer:
                     timings.first_audio = time.monotonic()
                     await self._announce(turn, caller_end, timings)
                 playout.enqueue(part)
+                if protection is not None:
+                    protection.add(part)
                 if part.text:
                     await self._out.send_event(
                         events.transcript("assistant", playout.full_text(), final=False)
@@ -86,6 +161,8 @@ class ReplyPlayer:
                         events.transcript("assistant", playout.full_text(), final=True)
                     )
         finally:
+            if protection is not None:
+                await protection.aclose()
             aclose = getattr(reply, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -99,7 +176,9 @@ class ReplyPlayer:
             case SendDigits():
                 await self._out.send_digits(action)
             case Transfer():
-                if await self._out.transfer(action):
+                # The destination configured for the session, else the agent's wish.
+                destination = self._info.config.transfer_destination or action.destination
+                if await self._out.transfer(replace(action, destination=destination)):
                     return "transferred"
             case HangUp(reason=reason):
                 await self._out.hang_up(action)

@@ -13,7 +13,6 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from voxline.engines.vad_batch import VadBatcher
@@ -39,17 +38,12 @@ from voxline.session.agent import (
 )
 from voxline.session.caller_audio import CallerStream
 from voxline.session.floor import Decision, Floor
-from voxline.session.outbound import NoObserver, Outbound, SessionObserver
-from voxline.session.replies import ReplyPlayer
+from voxline.session.gaps import GapTimer
+from voxline.session.outbound import NoObserver, Outbound, SessionObserver, SessionStats
+from voxline.session.replies import ReplyPlayer, ReplyTask
 from voxline.session.turns import TurnSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class SessionStats:
-    barge_ins: int = 0
-    started_at: float = field(default_factory=time.time)
 
 
 class Session:
@@ -81,10 +75,11 @@ class Session:
             idle_seconds=idle_seconds,
             now=time.monotonic(),
         )
+        self._gaps = GapTimer(self._caller, self._floor, self.tick)
         self._player = ReplyPlayer(info, outbound, self._observer, chunk_ms, lead_ms)
-        self._reply: asyncio.Task[None] | None = None
         self._tool_results = ToolResults()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reply = ReplyTask(self._tasks, self._reply_finished)
         self._listener: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None  # the conversation's aclose
         self.ended = asyncio.Event()
@@ -124,9 +119,13 @@ class Session:
                 await self.end("session_ending")
 
     def tick(self) -> None:
-        """Let the wall clock's passing count (an idle call is closed)."""
-        if decisions := self._floor.tick(time.monotonic(), heard=self._caller.last_arrival):
+        """Let the wall clock's passing count: a gap in the caller's turn is silence, an
+        idle call is closed."""
+        now = time.monotonic()
+        if decisions := self._gaps.fill(self._floor.tick(now, heard=self._caller.last_arrival)):
             self._spawn(self._decide(decisions))
+        if self.end_reason is None:
+            self._gaps.watch()
 
     async def end(self, reason: str, *, code: int = 1000, error: Event | None = None) -> None:
         """End the call: stop speaking, tell the client, close. Idempotent."""
@@ -190,7 +189,7 @@ class Session:
         greeting = self._conversation.greeting()
         decisions = self._floor.configured(greeting=greeting is not None)
         if greeting is not None and floor.Greet() in decisions:
-            self._play(greeting, turn=None)
+            self._play(greeting, turn=None, opening=True)
 
     async def _listen(self) -> None:
         caller = self._caller
@@ -199,6 +198,7 @@ class Session:
             audio = caller.take()
             probabilities = await self._vad.probabilities(caller.vad, audio)
             await self._decide(self._floor.vad(probabilities))
+            self._gaps.watch()
             forget = self._floor.forget_before(caller.processed_seconds)
             if forget is not None:
                 caller.forget_before(forget)
@@ -215,7 +215,7 @@ class Session:
                 case floor.BargeIn(reason=reason):
                     await self._barge_in(reason)
                 case floor.DropReply() | floor.JoinTurns():
-                    self._cancel_reply()
+                    self._reply.cancel()
                 case floor.Listen(paused=paused):
                     so_far = functools.partial(self._caller.between, self._floor.utterance_start)
                     self._conversation.hear(so_far, paused=paused)
@@ -227,7 +227,7 @@ class Session:
 
     async def _barge_in(self, reason: str) -> None:
         heard = self._player.playout.interrupt()
-        self._cancel_reply()
+        self._reply.cancel()
         self.stats.barge_ins += 1
         self._observer.barge_in()
         await self._player.cut_off(reason, heard)
@@ -247,45 +247,41 @@ class Session:
         turn: int | None,
         caller_end: float | None = None,
         timings: TurnTimings | None = None,
+        opening: bool = False,
     ) -> None:
-        self._cancel_reply()
+        """Play ``reply``; the ``opening`` one (turn 0) is protected until its greeting has
+        been heard a while (:meth:`Floor.greeting_heard`)."""
+        heard = self._greeting_heard if opening else None
 
         async def run() -> None:
             audible = self._floor.reply_audible
-            ending = await self._player.play(reply, turn, caller_end, timings, audible=audible)
+            ending = await self._player.play(
+                reply, turn, caller_end, timings, audible=audible, protected=heard
+            )
             if ending is not None:  # the call control of the reply ended the call
                 self._spawn(self.end(ending))
 
-        self._reply = task = asyncio.get_running_loop().create_task(run(), name=f"reply-{turn}")
-        self._tasks.add(task)
-        task.add_done_callback(self._reply_done)
+        self._reply.start(run(), name=f"reply-{turn}")
 
-    def _reply_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if self._reply is task:
-            self._reply = None
-            self._floor.reply_finished(time.monotonic())
-        if not task.cancelled() and task.exception() is not None:
-            log.error("reply failed", exc_info=task.exception())
+    def _greeting_heard(self) -> None:
+        self._spawn(self._decide(self._floor.greeting_heard()))
 
-    def _cancel_reply(self) -> None:
-        """Stop the reply, and the call control it would have carried out: a goodbye or
-        transfer line the caller talks over is not the end of the call."""
-        reply, self._reply = self._reply, None
-        if reply is not None:
-            reply.cancel()
+    def _reply_finished(self) -> None:
+        if decisions := self._floor.reply_finished(time.monotonic()):
+            self._spawn(self._decide(decisions))
 
     def _shutdown(self) -> None:
         if self._closing is None:  # stops the conversation's own work (speculative decodes)
             self._closing = asyncio.get_running_loop().create_task(self._conversation.aclose())
         self._player.playout.interrupt()
-        self._cancel_reply()
+        self._reply.cancel()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:  # end() itself may run as one (end after reply)
                 task.cancel()
         if self._listener is not None:
             self._listener.cancel()
+        self._gaps.cancel()
         self._tool_results.cancel()
 
     def _crashed(self, task: asyncio.Task[None]) -> None:

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -88,10 +89,10 @@ class CallSocket:
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
-                code = message.get("code", CloseCode.ABNORMAL)
                 if self.close_code is None:
-                    self.close_code = code
-                    self.close_reason = _close_reason(code, message.get("reason"))
+                    self.close_code, self.close_reason = far_end_close(
+                        message.get("code", CloseCode.ABNORMAL), message.get("reason")
+                    )
                 return None
             data: str | bytes | None = message.get("bytes")
             if data is None:
@@ -100,11 +101,22 @@ class CallSocket:
                 return data
 
 
-def _close_reason(code: int, reason: str | None) -> str:
-    """What the record says of a close the far end's side reported."""
+def far_end_close(code: int, reason: str | None) -> tuple[int, str]:
+    """The record of a close the far end's side reported.
+
+    uvicorn reports a close frame with its code and reason, and a connection that dropped
+    without one as 1005 or 1006 with no reason at all: a client that vanished (1006). A close
+    frame without a status (1005, what Node's ``ws.close()`` sends) is a normal close,
+    recorded as 1000, as are 1000 and 1001; 1008 ``client_not_reading`` is the server's own
+    WebSocket layer giving up on the client (:mod:`voxline.server.connections`).
+    """
+    if reason is None:
+        return CloseCode.ABNORMAL, "client_vanished"
     if code == CloseCode.POLICY_VIOLATION and reason == CLIENT_NOT_READING:
-        return CLIENT_NOT_READING  # the server's WebSocket layer gave up on the client
-    return "client_closed" if code < 1002 else "client_vanished"
+        return code, CLIENT_NOT_READING
+    if code == CloseCode.NO_STATUS:
+        return CloseCode.NORMAL, "client_closed"
+    return code, "client_closed" if code < 1002 else "client_vanished"
 
 
 async def run_call(
@@ -116,8 +128,11 @@ async def run_call(
     transport: str,
     converse: Callable[[Session], Awaitable[None]],
 ) -> None:
-    """Run one call to its end and leave its record, however it ends."""
+    """Run one call to its end and leave its record, however it ends. The record is
+    written beside the start of the call, not before it: the caller is not kept waiting
+    on the database."""
     metrics = services.metrics
+    info.config = replace(info.config, transfer_destination=services.settings.transfer_destination)
     session = Session(
         info,
         conn,
@@ -134,7 +149,7 @@ async def run_call(
         transport=transport,
         started_at=time.time(),
     )
-    await asyncio.to_thread(services.calls.open, record)
+    opened = asyncio.ensure_future(asyncio.to_thread(services.calls.open, record))
     metrics.active_sessions.inc()
     live = services.live_calls
     watchdog: asyncio.Task[None] | None = None
@@ -155,6 +170,7 @@ async def run_call(
         with contextlib.suppress(StateUnavailable):  # else the lease lapses by itself
             await caller.lease.release()
         try:
+            await opened
             await _finish(services, conn, session)
         finally:
             live.leave(session)

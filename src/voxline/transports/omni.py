@@ -87,7 +87,19 @@ async def _first_message(websocket: WebSocket) -> tuple[Inbound | None, bool]:
     return (demux(data) if data is not None else None), False
 
 
+async def _let_go(admitting: asyncio.Future[Caller | Rejection] | None) -> None:
+    """Release the lease of an admission the client did not stay for."""
+    if admitting is None:
+        return
+    with contextlib.suppress(Exception):
+        caller = await admitting
+        if not isinstance(caller, Rejection):
+            await caller.lease.release()
+
+
 async def omni_endpoint(websocket: WebSocket) -> None:
+    """Admit the caller while waiting for its first message, so that ``hello`` goes out as
+    soon as both are there: the first message picks the framing ``hello`` is sent in."""
     services: CallServices = websocket.app.state.services
     offered = list(websocket.scope.get("subprotocols", []))
     headers = {
@@ -95,14 +107,24 @@ async def omni_endpoint(websocket: WebSocket) -> None:
     }
     request = parse_connect(dict(websocket.query_params), headers, offered)
     address = websocket.client.host if websocket.client else "unknown"
+    admitting = None
+    if not isinstance(request, Rejection):
+        admitting = asyncio.ensure_future(
+            services.admission.socket(request.credential, address=address, origin=request.origin)
+        )
     await websocket.accept(subprotocol=select_subprotocol(offered))
     try:
         first, gone = await _first_message(websocket)
     except MessageTooLarge:
+        await _let_go(admitting)
         conn = OmniConnection(websocket, Framing.TAGGED)
         await conn.reject(Rejection("message_too_large", "first message over the size limit"))
         return
+    except BaseException:
+        await _let_go(admitting)
+        raise
     if gone:
+        await _let_go(admitting)
         return
     override = None if isinstance(request, Rejection) else request.framing
     conn = OmniConnection(websocket, negotiate_framing(first, override))
@@ -110,9 +132,8 @@ async def omni_endpoint(websocket: WebSocket) -> None:
         services.metrics.rejections.labels(request.code).inc()
         await conn.reject(request)
         return
-    caller = await services.admission.socket(
-        request.credential, address=address, origin=request.origin
-    )
+    assert admitting is not None
+    caller = await admitting
     if isinstance(caller, Rejection):
         services.metrics.rejections.labels(caller.code).inc()
         await conn.reject(caller)
