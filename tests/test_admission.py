@@ -19,6 +19,7 @@ from voxline.limits.policy import LimitPolicy, SessionLease
 from voxline.protocol.errors import Rejection
 from voxline.state.backend import StateUnavailable
 from voxline.state.memory import MemoryBackend
+from voxline.store.agents import AgentStore
 from voxline.store.database import Database
 
 ADDRESS = "192.0.2.10"
@@ -78,7 +79,8 @@ def make_gate(tmp_path: Path) -> Iterator[Callable[..., Gate]]:
             }
         )
         keys, tokens = KeyStore(db), BrowserTokens(backend)
-        return Gate(Admission(keys, tokens, LimitPolicy(backend, settings)), keys, tokens)
+        admission = Admission(keys, tokens, LimitPolicy(backend, settings), AgentStore(db))
+        return Gate(admission, keys, tokens)
 
     yield make
     for db in databases:
@@ -321,7 +323,8 @@ async def test_every_way_in_fails_closed_while_the_state_backend_is_unreachable(
     backend = Unreachable()
     with Database(tmp_path / "voxline.db") as db:
         keys, tokens = KeyStore(db), BrowserTokens(backend)
-        gate = Gate(Admission(keys, tokens, LimitPolicy(backend, LimitSettings())), keys, tokens)
+        limits = LimitPolicy(backend, LimitSettings())
+        gate = Gate(Admission(keys, tokens, limits, AgentStore(db)), keys, tokens)
         issued = await gate.issue()
         backend.down = True
         for attempt in (_socket, _token, _bearer, _page):

@@ -19,6 +19,7 @@ from voxline.session.agent import (
     Speech,
 )
 from voxline.session.turns import Finished
+from voxline.store.agents import AgentProfile
 
 
 class EchoConversation:
@@ -55,6 +56,9 @@ class EchoAgent:
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> EchoConversation:
         return EchoConversation(info)
+
+    async def prepare(self, agent: AgentProfile) -> None:
+        """The echo line uses nothing of a profile but its settings."""
 
     async def start(self) -> None:
         pass

@@ -38,6 +38,7 @@ ERRORS: dict[str, ErrorKind] = {
     "invalid_rate": ErrorKind(400, CloseCode.BAD_REQUEST, "invalid_request_error"),
     "invalid_framing": ErrorKind(400, CloseCode.BAD_REQUEST, "invalid_request_error"),
     "invalid_request": ErrorKind(400, CloseCode.BAD_REQUEST, "invalid_request_error"),
+    "not_found": ErrorKind(404, CloseCode.BAD_REQUEST, "invalid_request_error"),
     "rate_limit_exceeded": ErrorKind(429, CloseCode.TOO_MANY_REQUESTS, "rate_limit_error"),
     "concurrency_limit_exceeded": ErrorKind(429, CloseCode.TOO_MANY_REQUESTS, "rate_limit_error"),
     "daily_cap_exceeded": ErrorKind(429, CloseCode.TOO_MANY_REQUESTS, "rate_limit_error"),

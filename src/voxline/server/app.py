@@ -21,6 +21,7 @@ from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
 from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
+from voxline.server import agents_api
 from voxline.server.body_limit import BodyLimit
 from voxline.server.capacity import ConnectionCap
 from voxline.server.issuing import error_response as _error
@@ -98,17 +99,7 @@ async def get_call(request: Request) -> Response:
         services.calls.get, request.path_params["call_id"], key_id=_readable_key_id(key)
     )
     if record is None:
-        return JSONResponse(
-            {
-                "error": {
-                    "message": "no such call",
-                    "type": "invalid_request_error",
-                    "code": "not_found",
-                    "param": "call_id",
-                }
-            },
-            404,
-        )
+        return _error(Rejection("not_found", "no such call", param="call_id"))
     return JSONResponse(_call_json(record))
 
 
@@ -151,6 +142,7 @@ def create_app(
             Route("/v1/omni/sessions", create_session_token, methods=["POST"]),
             Route("/v1/calls", list_calls),
             Route("/v1/calls/{call_id}", get_call),
+            *agents_api.agent_routes(),
             Route("/twilio/voice", voice_webhook, methods=["POST"]),
             WebSocketRoute("/twilio/media", media_stream),
             WebSocketRoute("/freeswitch/audio", audio_stream),
@@ -160,7 +152,7 @@ def create_app(
             *web_routes(),
         ],
         middleware=[
-            Middleware(BodyLimit),
+            Middleware(BodyLimit, routes={agents_api.PATH: agents_api.MAX_BODY_BYTES}),
             *(
                 []
                 if max_connections is None

@@ -14,6 +14,7 @@ from voxline.protocol.call_control import CallControl
 from voxline.protocol.client_frames import Configure, SessionConfig, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.turns import Finished
+from voxline.store.agents import AgentProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,18 @@ class SessionInfo:
     in_rate: int
     out_rate: int
     config: SessionConfig = field(default_factory=SessionConfig)
+    agent: AgentProfile | None = None  # the stored agent the session started from
+
+    def start_from(self, agent: AgentProfile) -> None:
+        """Start over from ``agent``'s profile: its settings, which ``configure`` overrides
+        key by key."""
+        self.agent = agent
+        self.config = agent.configure().settings
+
+    @property
+    def agent_id(self) -> str:
+        """Who the session is, to a ``kb_endpoint``: its stored agent, else its label."""
+        return self.agent.id if self.agent is not None else self.label or ""
 
 
 ReplyPart = Speech | CallControl
@@ -94,7 +107,7 @@ class ConfigureReport:
             ),
             events.config_ack(
                 voice_id=self.voice_id,
-                honored=frame.keys,
+                honored=frame.honored,
                 ignored=[*frame.unknown, *frame.rejected],
             ),
         ]
@@ -158,6 +171,10 @@ class Agent(Protocol):
     name: str
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> Conversation: ...
+
+    async def prepare(self, agent: AgentProfile) -> None:
+        """Load what conversations from ``agent``'s profile need (its knowledge), off the
+        event loop, before one starts."""
 
     async def start(self) -> None:
         """Begin the agent's background work, once the server's event loop runs."""
