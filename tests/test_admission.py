@@ -20,6 +20,7 @@ from voxline.limits.policy import LimitPolicy, SessionLease
 from voxline.protocol.errors import Rejection
 from voxline.state.backend import StateUnavailable
 from voxline.state.memory import MemoryBackend
+from voxline.store.agents import AgentStore
 from voxline.store.database import Database
 
 ADDRESS = "192.0.2.10"
@@ -47,6 +48,7 @@ class Gate:
     admission: Admission
     keys: KeyStore
     tokens: BrowserTokens
+    agents: AgentStore | None = None
 
     async def issue(
         self, *, scopes: tuple[str, ...] = (SCOPE_SESSION, SCOPE_CALLS_READ), **limits: int
@@ -79,11 +81,11 @@ def make_gate(tmp_path: Path) -> Iterator[Callable[..., Gate]]:
             }
         )
         keys, tokens = KeyStore(db), BrowserTokens(backend)
+        agents = AgentStore(db)
         # Revocations looked up at every check: their interval is tests/auth's business.
-        admission = Admission(
-            keys, tokens, LimitPolicy(backend, settings), Revocations(keys, interval=0)
-        )
-        return Gate(admission, keys, tokens)
+        revocations = Revocations(keys, interval=0)
+        admission = Admission(keys, tokens, LimitPolicy(backend, settings), agents, revocations)
+        return Gate(admission, keys, tokens, agents)
 
     yield make
     for db in databases:
@@ -326,7 +328,8 @@ async def test_every_way_in_fails_closed_while_the_state_backend_is_unreachable(
     backend = Unreachable()
     with Database(tmp_path / "voxline.db") as db:
         keys, tokens = KeyStore(db), BrowserTokens(backend)
-        gate = Gate(Admission(keys, tokens, LimitPolicy(backend, LimitSettings())), keys, tokens)
+        limits = LimitPolicy(backend, LimitSettings())
+        gate = Gate(Admission(keys, tokens, limits, AgentStore(db)), keys, tokens)
         issued = await gate.issue()
         backend.down = True
         for attempt in (_socket, _token, _bearer, _page):
@@ -361,3 +364,36 @@ async def test_a_key_is_still_active_until_revoked(gate: Gate) -> None:
     assert await gate.admission.still_active(caller.key)
     await asyncio.to_thread(gate.revoke, issued)
     assert not await gate.admission.still_active(caller.key)
+
+
+async def test_a_session_naming_an_agent_gets_its_owners_profile_before_a_lease(
+    gate: Gate,
+) -> None:
+    """Every way a session comes in resolves the agent it names for the key's owner; one it
+    may not use (unknown, or another owner's) is refused without taking a seat."""
+    assert gate.agents is not None
+    issued = await gate.issue(concurrency=1)
+    mine = gate.agents.create("default", {"name": "Desk", "greeting": "Hi."})
+    theirs = gate.agents.create("globex", {"name": "Theirs"})
+    ways = {
+        "socket": lambda name: gate.admission.socket(
+            issued.secret, address=ADDRESS, origin=None, agent_id=name
+        ),
+        "token": lambda name: gate.admission.socket(
+            issued.token, address=ADDRESS, origin=ORIGIN, agent_id=name
+        ),
+        "phone": lambda name: gate.admission.phone(issued.key_id, address=ADDRESS, agent_id=name),
+    }
+    for way, attempt in ways.items():
+        for name in (theirs.id, "agent_unknown"):
+            refused = await attempt(name)
+            assert isinstance(refused, Rejection), way
+            assert (refused.code, refused.kind.close_code) == ("invalid_agent_id", 4400)
+        caller = await attempt(mine.id)  # the refusals took no seat of the key's one
+        assert isinstance(caller, Caller), (way, caller)
+        assert caller.agent == mine
+        await caller.lease.release()
+    key = gate.keys.get(issued.key_id)
+    assert key is not None
+    assert await gate.admission.agent(key, mine.id) == mine
+    assert isinstance(await gate.admission.agent(key, theirs.id), Rejection)

@@ -4,8 +4,8 @@ Each way in is one method of :class:`Admission`, composed of the same steps in t
 order, skipping those that do not apply to it: the address's block after failed
 authentications, the key (by secret, or by id behind a browser token or the phone line),
 refusing revoked keys, the scope, the connect rate of the address and of the key, and for a
-session a concurrency lease. Each returns what it admits or the protocol's
-:class:`Rejection`.
+session the stored agent it names (one of the key's owner's) and a concurrency lease. Each
+returns what it admits or the protocol's :class:`Rejection`.
 
 Only credentials a client presents count as failed authentications: a bad page or phone key
 is the server's own configuration, not someone guessing.
@@ -27,8 +27,10 @@ from voxline.auth.keys import SCOPE_SESSION, ApiKey, KeyStore
 from voxline.auth.revocations import Revocations
 from voxline.auth.tokens import TOKEN_PREFIX, BrowserTokens, TokenClaims, TokenError
 from voxline.limits.policy import LimitPolicy, SessionLease
+from voxline.protocol.agent_profile import AgentProfile
 from voxline.protocol.errors import Rejection
 from voxline.state.backend import StateUnavailable
+from voxline.store.agents import AgentStore
 
 #: How long a client refused for an unreachable state backend is told to wait.
 UNAVAILABLE_RETRY_AFTER_S = 5.0
@@ -39,13 +41,14 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An admitted session: the key it spends, the lease it holds, and the browser token it
-    came with, if one."""
+    """An admitted session: the key it spends, the lease it holds, the browser token it
+    came with and the stored agent it named, if any."""
 
     key: ApiKey
     lease: SessionLease
     token_id: str | None = None
     token_label: str | None = None
+    agent: AgentProfile | None = None
 
 
 def _lacks(scope: str) -> Rejection:
@@ -77,12 +80,14 @@ class Admission:
         keys: KeyStore,
         tokens: BrowserTokens,
         limits: LimitPolicy,
+        agents: AgentStore,
         revocations: Revocations | None = None,
     ) -> None:
         self._keys = keys
         self._revocations = revocations or Revocations(keys)
         self._tokens = tokens
         self._limits = limits
+        self._agents = agents
         self._admitting_sessions = True
 
     def stop_sessions(self) -> None:
@@ -94,11 +99,25 @@ class Admission:
         (as of a few seconds ago: see :mod:`voxline.auth.revocations`)."""
         return not await self._revocations.revoked(key.id)
 
+    async def agent(self, key: ApiKey, agent_id: str) -> AgentProfile | Rejection:
+        """The stored agent ``agent_id`` of ``key``'s owner: for a session that names it in
+        ``configure``, after its admission. Another owner's is unknown, like a missing one."""
+        agent = await asyncio.to_thread(self._agents.get, key.owner, agent_id)
+        if agent is None:
+            return Rejection("invalid_agent_id", f"no agent {agent_id[:64]!r}", param="agent_id")
+        return agent
+
     @_fails_closed
     async def socket(
-        self, credential: str | None, *, address: str, origin: str | None
+        self,
+        credential: str | None,
+        *,
+        address: str,
+        origin: str | None,
+        agent_id: str | None = None,
     ) -> Caller | Rejection:
-        """A realtime session: a secret key, or a browser token presented from ``origin``."""
+        """A realtime session: a secret key, or a browser token presented from ``origin``;
+        starting from the stored agent ``agent_id``, if it names one."""
         blocked = await self._blocked(address)
         if blocked is not None:
             return blocked
@@ -107,11 +126,11 @@ class Admission:
                 address, "missing credential: pass pyai-key.<KEY> as a subprotocol"
             )
         if credential.startswith(TOKEN_PREFIX):
-            return await self._token(credential, address=address, origin=origin)
+            return await self._token(credential, address, origin, agent_id)
         key = await self._by_secret(credential)
         if key is None:
             return await self._failed(address, "invalid API key")
-        return await self._session(key, address, _lacks(SCOPE_SESSION))
+        return await self._session(key, address, _lacks(SCOPE_SESSION), agent_id)
 
     @_fails_closed
     async def bearer(
@@ -150,18 +169,23 @@ class Admission:
         return key if refused is None else refused
 
     @_fails_closed
-    async def phone(self, key_id: str | None, *, address: str) -> Caller | Rejection:
-        """A phone call, on the configured phone key. ``address`` is the telephony side's
-        (Twilio's, FreeSWITCH's): its connects count like any client's."""
+    async def phone(
+        self, key_id: str | None, *, address: str, agent_id: str | None = None
+    ) -> Caller | Rejection:
+        """A phone call, on the configured phone key, from the stored agent ``agent_id`` if
+        one is named. ``address`` is the telephony side's (Twilio's, FreeSWITCH's): its
+        connects count like any client's."""
         if key_id is None:
             return Rejection("unauthorized", "phone calls need a key: set VOXLINE_PHONE_KEY_ID")
         key = await self._by_id(key_id)
         if key is None:
             return Rejection("unauthorized", "the phone key does not exist or was revoked")
         lacking = Rejection("forbidden", f"the phone key lacks the {SCOPE_SESSION} scope")
-        return await self._session(key, address, lacking)
+        return await self._session(key, address, lacking, agent_id)
 
-    async def _token(self, token: str, *, address: str, origin: str | None) -> Caller | Rejection:
+    async def _token(
+        self, token: str, address: str, origin: str | None, agent_id: str | None
+    ) -> Caller | Rejection:
         try:
             claims = await self._tokens.verify(token, origin)
         except TokenError as exc:
@@ -172,7 +196,7 @@ class Admission:
         key = await self._by_id(claims.key_id)
         if key is None:
             return Rejection("unauthorized", "the key behind this token was revoked")
-        return await self._session(key, address, _lacks(SCOPE_SESSION), claims)
+        return await self._session(key, address, _lacks(SCOPE_SESSION), agent_id, claims)
 
     # ---- the steps ----------------------------------------------------------------------
 
@@ -205,15 +229,24 @@ class Admission:
         return await self._limits.check_connect(address, key.id)
 
     async def _session(
-        self, key: ApiKey, address: str, lacking: Rejection, token: TokenClaims | None = None
+        self,
+        key: ApiKey,
+        address: str,
+        lacking: Rejection,
+        agent_id: str | None,
+        token: TokenClaims | None = None,
     ) -> Caller | Rejection:
         if not self._admitting_sessions:
             return Rejection("server_shutting_down", "the server is shutting down")
         refused = await self._enter(key, SCOPE_SESSION, address, lacking)
         if refused is not None:
             return refused
+        agent = None if agent_id is None else await self.agent(key, agent_id)
+        if isinstance(agent, Rejection):
+            return agent
         token_id = token.token_id if token is not None else None
         lease = await self._limits.acquire_session(key, token_id=token_id)
         if isinstance(lease, Rejection):
             return lease
-        return Caller(key, lease, token_id, token.session_label if token is not None else None)
+        label = token.session_label if token is not None else None
+        return Caller(key, lease, token_id, label, agent)

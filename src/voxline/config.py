@@ -143,6 +143,11 @@ class PhoneSettings(BaseSettings):
         None, description="the API key phone calls are accounted and limited to"
     )
     label: str | None = Field(None, description="session label of phone calls")
+    agent_id: str | None = Field(
+        None,
+        description="the stored agent phone calls start from, unless the call names one "
+        "(agents of the phone key's owner)",
+    )
     configure: dict[str, Any] = Field(
         default_factory=dict, description="the configure frame each phone call starts with"
     )

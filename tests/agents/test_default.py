@@ -12,6 +12,7 @@ import numpy as np
 
 from tests.support.examples import ACME_DENTAL
 from voxline.agents.default import DefaultAgent, DefaultConversation, Engines
+from voxline.agents.profiles import changes, knowledge_of
 from voxline.audio.pcm import Float32Array, Int16Array
 from voxline.engines.brain import BrainOutput, BrainRequest, TextDelta, ToolRunner
 from voxline.engines.knowledge import KnowledgeBase
@@ -19,6 +20,7 @@ from voxline.engines.responder import KnowledgeResponder
 from voxline.engines.speech_cache import CachingSynthesizer
 from voxline.engines.stt import Transcript
 from voxline.engines.voices import VoiceLibrary
+from voxline.protocol.agent_profile import AgentProfile
 from voxline.protocol.client_frames import SessionConfig, Tool, ToolResult
 from voxline.protocol.events import Event
 from voxline.session.agent import CallerTurn, SessionInfo, Speech
@@ -31,11 +33,13 @@ class ScriptedStt:
     def __init__(self, text: str) -> None:
         self.text = text
         self.decodes = 0
+        self.prompts: list[str | None] = []
 
     async def transcribe(
         self, audio: Float32Array, *, prompt: str | None = None, partial: bool = False
     ) -> Transcript:
         self.decodes += 1
+        self.prompts.append(prompt)
         await asyncio.sleep(0.01)
         return Transcript(self.text, audio.size / RATE, 0.01)
 
@@ -220,3 +224,36 @@ async def test_warming_puts_the_greeting_and_first_clauses_of_answers_in_the_spe
     assert spoken[0].text.startswith("We're open Monday to Thursday")
     assert len(tts.said) == warmed + len(spoken) - 1  # only the pieces after the first
     await agent.aclose()
+
+
+async def test_a_session_from_a_stored_agent_has_its_knowledge_and_vocabulary() -> None:
+    """The agent's own knowledge replaces the server's for its sessions, and its vocabulary
+    leads the recognition prompt."""
+    knowledge = {
+        "greeting": "Thanks for calling Bright Smiles.",
+        "entries": [{"question": "Do you do Invisalign?", "answer": "Yes, we do."}],
+    }
+    text = changes({"knowledge": knowledge}, creating=False)["knowledge"]
+    agent = AgentProfile(
+        id="agent_1", owner="o", name="n", knowledge=text, vocabulary=("Nguyen", "Invisalign")
+    )
+    stt, brain, host = ScriptedStt("Do you do Invisalign?"), ToolFirstBrain(), Host()
+    server_knowledge = KnowledgeBase.load(ACME_DENTAL)
+    engines = Engines(
+        stt=stt, tts=SilentTts(), brain=brain, knowledge=server_knowledge, http=httpx.AsyncClient()
+    )
+    await DefaultAgent(engines).prepare(agent)
+    info = SessionInfo("call_1", None, RATE, RATE)
+    info.start_from(agent)
+    convo = DefaultConversation(info, host, engines)
+    report = convo.configure(info)
+    assert report.greeting and report.kb
+    greeting = convo.greeting()
+    assert greeting is not None
+    assert [speech.text async for speech in greeting] == ["Thanks for calling Bright Smiles."]
+    await collect(convo, CallerTurn(audio=AUDIO))
+    prompt = stt.prompts[-1]
+    assert prompt is not None and prompt.startswith("Nguyen, Invisalign")
+    [request] = brain.requests
+    assert request.knowledge_base is knowledge_of(agent)
+    assert request.knowledge_base is not server_knowledge

@@ -134,6 +134,25 @@ def test_scopes() -> None:
     assert not api_key(scopes=()).has_scope("omni:session")
 
 
+def test_agents_scopes() -> None:
+    """Writing agents grants reading them; every Omni scope (``omni:*``) grants both, since
+    agent profiles are Omni's; a session key grants neither."""
+    assert api_key(scopes={"agents:write"}).has_scope("agents:read")
+    assert not api_key(scopes={"agents:read"}).has_scope("agents:write")
+    everything = api_key(scopes={"omni:*"})
+    assert everything.has_scope("agents:read") and everything.has_scope("agents:write")
+    assert not api_key(scopes={"omni:session"}).has_scope("agents:read")
+
+
+def test_keys_act_for_an_owner(store: KeyStore) -> None:
+    default, _ = store.create(env="test", scopes=["omni:session"])
+    acme, secret = store.create(env="test", scopes=["omni:session"], owner="acme")
+    assert (default.owner, acme.owner) == ("default", "acme")
+    assert store.authenticate(secret) == acme
+    with pytest.raises(ValueError, match="an owner is"):
+        store.create(env="test", scopes=["omni:session"], owner="not valid")
+
+
 def test_the_operator_scope_reads_calls_too() -> None:
     own = api_key(scopes={"calls:read"})
     assert own.has_scope("calls:read") and not own.has_scope("calls:read_all")

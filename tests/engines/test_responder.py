@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -400,3 +401,15 @@ def test_a_turn_takes_well_under_five_milliseconds(responder: KnowledgeResponder
             responder.reply(request)
     per_turn = (time.perf_counter() - start) / (20 * len(requests))
     assert per_turn < 0.005
+
+
+def test_the_sessions_own_knowledge_is_searched(responder: KnowledgeResponder) -> None:
+    """A session from a stored agent brings its own knowledge, used instead of the server's."""
+    own = KnowledgeBase.from_dict(
+        {"name": "Bright Smiles", "entries": [{"question": "Is there parking?", "answer": "No."}]}
+    )
+    request = BrainRequest(
+        persona=None, history=(), user_text="Is there parking?", knowledge_base=own
+    )
+    assert responder.reply(request).text == "No."
+    assert responder.reply(replace(request, knowledge_base=None)).text != "No."

@@ -177,3 +177,13 @@ async def test_the_agent_passes_the_prompt_to_the_transcriber_of_its_rate() -> N
 )
 def test_a_prompted_decode_s_repeats_are_dropped(decoded: str, kept: str) -> None:
     assert drop_repeats(decoded) == kept
+
+
+def test_the_agents_vocabulary_comes_first() -> None:
+    prompt = build_prompt(
+        agent_vocabulary=["Nguyen", "Invisalign"],
+        persona="You are Maya at Acme Dental.",
+        vocabulary=["Acme Dental", "nguyen"],
+    )
+    assert prompt is not None and prompt.startswith("Nguyen, Invisalign, Maya")
+    assert prompt.count("guyen") == 1

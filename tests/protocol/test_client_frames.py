@@ -161,3 +161,20 @@ def test_malformed_frames_give_a_clear_error(message: dict[str, object], code: s
     assert parsed.notices[-1]["event"] == "error"
     assert parsed.notices[-1]["code"] == code
     assert parsed.notices[-1]["message"]
+
+
+def test_configure_names_a_stored_agent_by_an_agent_id_starting_agent() -> None:
+    parsed = parse({"type": "configure", "agent_id": "agent_abc", "greeting": "Hi."})
+    frame = parsed.frame
+    assert isinstance(frame, Configure) and parsed.notices == []
+    assert (frame.agent_id, frame.keys, frame.honored) == (
+        "agent_abc",
+        ("greeting",),
+        ["greeting", "agent_id"],
+    )
+    label = parse({"type": "configure", "agent_id": "front-desk"}).frame
+    assert isinstance(label, Configure)
+    assert (label.agent_id, label.unknown) == (None, ("agent_id",))
+    bad = parse({"type": "configure", "agent_id": "agent_\n"})
+    assert isinstance(bad.frame, Configure) and bad.frame.rejected == ("agent_id",)
+    assert bad.notices[0]["code"] == "invalid_configure"

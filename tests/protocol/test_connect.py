@@ -46,8 +46,27 @@ def test_defaults_and_label_aliases() -> None:
 
 
 @pytest.mark.parametrize(
+    ("query", "label", "agent_id"),
+    [
+        ({"agent_id": "agent_abc"}, "agent_abc", "agent_abc"),
+        ({"agent": "agent_abc"}, "agent_abc", "agent_abc"),  # the deprecated path's name
+        ({"session_label": "desk", "agent_id": "agent_abc"}, "desk", "agent_abc"),
+        ({"agent_id": "front-desk"}, "front-desk", None),  # an opaque label, as ever
+        ({"session_label": "agent_abc"}, "agent_abc", None),  # never names an agent
+    ],
+)
+def test_an_agent_id_starting_agent_names_a_stored_agent(
+    query: dict[str, str], label: str, agent_id: str | None
+) -> None:
+    request = parse_connect(query, {}, [])
+    assert isinstance(request, ConnectRequest)
+    assert (request.label, request.agent_id) == (label, agent_id)
+
+
+@pytest.mark.parametrize(
     ("query", "code"),
     [
+        ({"session_label": "desk", "agent_id": "agent_" + "x" * 300}, "invalid_agent_id"),
         ({"format": "opus"}, "invalid_format"),
         ({"rate": "44100"}, "invalid_rate"),
         ({"rate": "fast"}, "invalid_rate"),

@@ -89,6 +89,7 @@ def assert_too_large(reply: bytes) -> None:
         "/v1/calls",
         "/v1/audio/speech",
         "/v1/audio/transcriptions",
+        "/v1/agents",
     ],
 )
 def test_a_400_mb_body_is_refused_before_it_is_read(server: RunningServer, path: str) -> None:
@@ -108,6 +109,23 @@ def test_a_chunked_body_is_cut_off_at_the_limit(server: RunningServer) -> None:
     assert_too_large(reply)
     assert b"connection: close" in reply.lower()
     assert elapsed < 2.0
+
+
+def test_the_agents_routes_have_a_limit_of_their_own(server: RunningServer) -> None:
+    """Profiles may carry their knowledge: 1 MiB, past which they are refused as any other."""
+    for path in ("/v1/agents", "/v1/agents/agent_x"):
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {{}}\r\n\r\n"
+        _, reply = exchange(server, head.format(200 * 1024).encode(), b"{" * (200 * 1024))
+        assert status_and_body(reply)[0] == 401  # read, and then refused for want of a key
+        big = 1024 * 1024 + 1
+        _, reply = exchange(server, head.format(big).encode(), b"{" * big)
+        assert_too_large(reply)
+    _, reply = exchange(
+        server,
+        f"POST /v1/agentsx HTTP/1.1\r\nHost: x\r\nContent-Length: {70 * 1024}\r\n\r\n".encode(),
+        b"{" * (70 * 1024),
+    )
+    assert_too_large(reply)
 
 
 def test_a_body_under_the_limit_is_read(server: RunningServer) -> None:

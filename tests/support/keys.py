@@ -48,6 +48,7 @@ def create_key(
     concurrency: int | None = None,
     daily_audio_seconds: float | None = None,
     label: str = "test",
+    owner: str = "default",
 ) -> tuple[ApiKey, str]:
     """A key stored in the database of ``data_dir``, and its secret."""
     with Database(data_dir / "voxline.db") as db:
@@ -57,6 +58,7 @@ def create_key(
             label=label,
             concurrency=concurrency,
             daily_audio_seconds=daily_audio_seconds,
+            owner=owner,
         )
     _created.setdefault(data_dir.resolve(), []).append(secret)
     return key, secret

@@ -49,6 +49,7 @@ class RunningServer:
         scopes: tuple[str, ...] = ("omni:session",),
         concurrency: int | None = None,
         daily_audio_seconds: float | None = None,
+        owner: str = "default",
     ) -> str:
         """The secret of a new key this server accepts (see :func:`create_key`)."""
         _, secret = create_key(
@@ -57,6 +58,7 @@ class RunningServer:
             scopes=scopes,
             concurrency=concurrency,
             daily_audio_seconds=daily_audio_seconds,
+            owner=owner,
         )
         return secret
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import httpx
 
+from voxline.agents.profiles import knowledge_of
 from voxline.agents.tools import SessionTools
 from voxline.audio.pcm import Int16Array, to_float
 from voxline.audio.resample import resample
@@ -31,6 +32,7 @@ from voxline.engines.stt_prompt import build_prompt, knowledge_vocabulary
 from voxline.engines.turn_end import asks, sounds_complete
 from voxline.engines.voices import VoiceLibrary, speak
 from voxline.protocol import events
+from voxline.protocol.agent_profile import AgentProfile
 from voxline.protocol.client_frames import SessionConfig, Tool
 from voxline.session.agent import (
     CallerTurn,
@@ -91,6 +93,11 @@ class DefaultAgent:
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> DefaultConversation:
         return DefaultConversation(info, host, self.engines)
+
+    async def prepare(self, agent: AgentProfile) -> None:
+        """Index the profile's knowledge in a worker thread, so that the conversation finds
+        it cached (:func:`knowledge_of`) instead of indexing it on the event loop."""
+        await asyncio.to_thread(knowledge_of, agent)
 
     async def start(self) -> None:
         self._warming = asyncio.create_task(self.warm(), name="voxline-warm-speech")
@@ -194,6 +201,7 @@ class DefaultConversation:
         self._engines = engines
         self._history: list[Message] = []
         self._tools: Sequence[Tool] = ()
+        self._knowledge = engines.knowledge  # the server's, unless the session's agent has its own
         self._kb: KbEndpoint | None = None
         self._kb_passages: list[str] = []  # the endpoint's latest, to bias recognition with
         self._partial: asyncio.Task[None] | None = None
@@ -217,13 +225,14 @@ class DefaultConversation:
         self._kb = (
             KbEndpoint(endpoint, config.kb_token, client=self._engines.http) if endpoint else None
         )
-        knowledge = self._engines.knowledge
+        own = knowledge_of(info.agent) if info.agent is not None else None
+        self._knowledge = knowledge = own or self._engines.knowledge
         unusable = self._choose_voice(config.voice_id)
         return ConfigureReport(
             greeting=bool(
                 config.greeting or config.consent_line or (knowledge and knowledge.greeting)
             ),
-            kb=self._kb is not None or self._engines.knowledge is not None,
+            kb=self._kb is not None or knowledge is not None,
             tools=len(self._tools),
             voice_id=self._voice.id,
             language=config.language or "en",
@@ -243,7 +252,7 @@ class DefaultConversation:
         return ()
 
     def greeting(self) -> AsyncIterator[Speech] | None:
-        knowledge = self._engines.knowledge
+        knowledge = self._knowledge
         greeting = self._config.greeting or (knowledge.greeting if knowledge else None)
         pairs = [(self._config.consent_line, False), (greeting, True)]
         lines = [(line.strip(), keep) for line, keep in pairs if line and line.strip()]
@@ -308,9 +317,11 @@ class DefaultConversation:
 
     def _stt_prompt(self) -> str | None:
         """What the caller is likely to say: see :mod:`voxline.engines.stt_prompt`."""
-        knowledge = self._engines.knowledge
+        knowledge = self._knowledge
+        agent = self._info.agent
         last = self._history[-1] if self._history else None
         return build_prompt(
+            agent_vocabulary=agent.vocabulary if agent is not None else (),
             persona=self._config.persona,
             tool_names=[tool.name for tool in self._tools],
             passages=self._kb_passages,
@@ -324,10 +335,12 @@ class DefaultConversation:
             return []
         passages: list[str] = []
         if self._kb is not None:
-            label = self._info.label or ""
-            passages += await self._kb.fetch(query, session_label=label, agent_id=label)
+            info = self._info
+            passages += await self._kb.fetch(
+                query, session_label=info.label or "", agent_id=info.agent_id
+            )
             self._kb_passages = passages
-        knowledge = self._engines.knowledge
+        knowledge = self._knowledge
         if knowledge is not None and self._engines.file_hits_as_context:
             passages += [hit.text for hit in knowledge.search(query, KNOWLEDGE_PASSAGES)]
         return passages
@@ -388,6 +401,7 @@ class DefaultConversation:
             user_text=text,
             digits=digits,
             knowledge=tuple(await self._lookup(text) if text else ()),
+            knowledge_base=self._knowledge,
             tools=tuple(self._tools),
         )
         pieces = self._pieces(request, tools, timings)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 from voxline.audio.pcm import Int16Array
 from voxline.audio.resample import resample
+from voxline.protocol.agent_profile import AgentProfile
 from voxline.session.agent import (
     CallerTurn,
     ConfigureReport,
@@ -55,6 +56,9 @@ class EchoAgent:
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> EchoConversation:
         return EchoConversation(info)
+
+    async def prepare(self, agent: AgentProfile) -> None:
+        """The echo line uses nothing of a profile but its settings."""
 
     async def start(self) -> None:
         pass

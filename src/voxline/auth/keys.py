@@ -1,4 +1,9 @@
-"""Secret API keys, hashed at rest, and their scopes."""
+"""Secret API keys, hashed at rest, their scopes, and the owner they act for.
+
+A key's owner is whose agent profiles it sees and uses (``voxline.store.agents``): keys of
+one owner share its agents, and a browser token minted from a key acts for that key's
+owner. Keys made without one belong to ``default``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import builtins
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -26,6 +32,10 @@ SCOPE_SPEECH = "speak:synthesize"
 """``POST /v1/audio/speech``: named as the public SDK names it."""
 SCOPE_TRANSCRIPTION = "hear:transcribe"
 """``POST /v1/audio/transcriptions``: named as the public SDK names it."""
+SCOPE_AGENTS_READ = "agents:read"
+"""List and read the owner's agent profiles."""
+SCOPE_AGENTS_WRITE = "agents:write"
+"""Create, update and delete the owner's agent profiles (and read them)."""
 KNOWN_SCOPES = frozenset(
     {
         SCOPE_SESSION,
@@ -34,10 +44,20 @@ KNOWN_SCOPES = frozenset(
         SCOPE_CALLS_READ_ALL,
         SCOPE_SPEECH,
         SCOPE_TRANSCRIPTION,
+        SCOPE_AGENTS_READ,
+        SCOPE_AGENTS_WRITE,
     }
 )
-_IMPLIED_BY = {SCOPE_CALLS_READ: SCOPE_CALLS_READ_ALL}
-"""A scope that a broader one grants too."""
+_IMPLIED_BY = {
+    SCOPE_CALLS_READ: (SCOPE_CALLS_READ_ALL,),
+    # Agent profiles are Omni's: every Omni scope grants them.
+    SCOPE_AGENTS_READ: (SCOPE_AGENTS_WRITE, SCOPE_ALL),
+    SCOPE_AGENTS_WRITE: (SCOPE_ALL,),
+}
+"""The broader scopes that grant a scope too."""
+
+DEFAULT_OWNER = "default"
+_OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
 
 #: Characters of the secret kept in clear so that people can tell their keys apart.
 _DISPLAY_CHARS = 4
@@ -55,6 +75,7 @@ class ApiKey:
     revoked_at: float | None
     #: The start of the secret, e.g. ``vx_live_Ab3x``: enough to recognise it, useless to use.
     prefix: str
+    owner: str = DEFAULT_OWNER
 
     @property
     def revoked(self) -> bool:
@@ -62,10 +83,10 @@ class ApiKey:
 
     def has_scope(self, scope: str) -> bool:
         """Whether the key grants ``scope``; ``ns:*`` grants every ``ns:`` scope (``omni:*``
-        the realtime ones only, not speech or transcription), and ``calls:read_all`` grants
-        ``calls:read``."""
+        the realtime ones and both agents scopes, not speech or transcription),
+        ``calls:read_all`` grants ``calls:read``, ``agents:write`` grants ``agents:read``."""
         namespace, _, _ = scope.partition(":")
-        broader = (f"{namespace}:*", _IMPLIED_BY.get(scope))
+        broader = (f"{namespace}:*", *_IMPLIED_BY.get(scope, ()))
         return scope in self.scopes or any(other in self.scopes for other in broader)
 
 
@@ -77,12 +98,12 @@ def _digest(secret: str) -> bytes:
 
 _COLUMNS = (
     "id, env, scopes, label, concurrency, daily_audio_seconds, created_at, revoked_at, "
-    "display_prefix"
+    "display_prefix, owner"
 )
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    id_, env, scopes, label, concurrency, daily, created_at, revoked_at, prefix = row
+    id_, env, scopes, label, concurrency, daily, created_at, revoked_at, prefix, owner = row
     return ApiKey(
         id=id_,
         env=env,
@@ -93,7 +114,17 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
         created_at=created_at,
         revoked_at=revoked_at,
         prefix=prefix,
+        owner=owner,
     )
+
+
+def validate_owner(owner: str) -> str:
+    """``owner`` if it is a valid owner name; ``ValueError`` otherwise."""
+    if not _OWNER.match(owner):
+        raise ValueError(
+            "an owner is 1-64 letters, digits and _ . : @ -, starting with a letter or digit"
+        )
+    return owner
 
 
 def validate_scopes(scopes: Iterable[str]) -> frozenset[str]:
@@ -124,11 +155,13 @@ class KeyStore:
         label: str = "",
         concurrency: int | None = None,
         daily_audio_seconds: float | None = None,
+        owner: str = DEFAULT_OWNER,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret. The secret is not stored and cannot be shown again."""
         if env not in ("test", "live"):
             raise ValueError(f"env must be 'test' or 'live', not {env!r}")
         scope_set = validate_scopes(scopes)
+        validate_owner(owner)
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if daily_audio_seconds is not None and not (
@@ -144,7 +177,8 @@ class KeyStore:
                 key_id = f"key_{secrets.token_hex(4)}"
             conn.execute(
                 "INSERT INTO api_keys (id, env, secret_digest, display_prefix, scopes, label, "
-                "concurrency, daily_audio_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "concurrency, daily_audio_seconds, created_at, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
                     env,
@@ -155,6 +189,7 @@ class KeyStore:
                     concurrency,
                     daily_audio_seconds,
                     created_at,
+                    owner,
                 ),
             )
         key = ApiKey(
@@ -167,6 +202,7 @@ class KeyStore:
             created_at=created_at,
             revoked_at=None,
             prefix=prefix,
+            owner=owner,
         )
         return key, secret
 

@@ -16,7 +16,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from voxline.auth.keys import KNOWN_SCOPES, SCOPE_SESSION, ApiKey, KeyStore, validate_scopes
+from voxline.auth.keys import (
+    DEFAULT_OWNER,
+    KNOWN_SCOPES,
+    SCOPE_SESSION,
+    ApiKey,
+    KeyStore,
+    validate_owner,
+    validate_scopes,
+)
 from voxline.config import Settings
 from voxline.store.database import Database
 
@@ -39,6 +47,22 @@ DataDir = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def _owner(value: str) -> str:
+    try:
+        return validate_owner(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+Owner = Annotated[
+    str,
+    typer.Option(
+        callback=_owner,
+        help="Whose agents the key sees and uses: keys of one owner share its agents.",
+    ),
+]
+
+
 @contextmanager
 def _key_store(data_dir: Path | None) -> Iterator[KeyStore]:
     settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
@@ -59,6 +83,7 @@ def _as_json(key: ApiKey) -> dict[str, Any]:
         "prefix": key.prefix,
         "scopes": sorted(key.scopes),
         "label": key.label,
+        "owner": key.owner,
         "concurrency": key.concurrency,
         "daily_audio_seconds": key.daily_audio_seconds,
         "created_at": _timestamp(key.created_at),
@@ -87,6 +112,7 @@ def create(
         ),
     ] = None,
     label: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
+    owner: Owner = DEFAULT_OWNER,
     concurrency: Annotated[
         int | None,
         typer.Option(min=1, help="Concurrent sessions (default: the server's limit)."),
@@ -113,6 +139,7 @@ def create(
             label=label,
             concurrency=concurrency,
             daily_audio_seconds=daily_audio_seconds,
+            owner=owner,
         )
     if as_json:
         typer.echo(json.dumps({**_as_json(key), "secret": secret}))
@@ -140,6 +167,10 @@ def list_keys(as_json: AsJson = False, data_dir: DataDir = None) -> None:
         table.add_column(header, no_wrap=True)
     table.add_column("scopes", min_width=len(SCOPE_SESSION))
     table.add_column("label", min_width=10, overflow="fold")
+    # Owners only where there is more than the default one to tell apart.
+    owners = any(key.owner != DEFAULT_OWNER for key in keys)
+    if owners:
+        table.add_column("owner", overflow="fold")
     table.add_column("created", no_wrap=True)
     table.add_column("status", no_wrap=True, min_width=len("revoked"))
     for key in keys:
@@ -148,6 +179,7 @@ def list_keys(as_json: AsJson = False, data_dir: DataDir = None) -> None:
             f"{key.prefix}…",
             " ".join(sorted(key.scopes)),
             Text(key.label),  # never read as markup
+            *([Text(key.owner)] if owners else []),
             datetime.fromtimestamp(key.created_at, UTC).date().isoformat(),
             "active" if key.revoked_at is None else "revoked",
         )

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from voxline.auth.keys import (
+    SCOPE_AGENTS_WRITE,
     SCOPE_CALLS_READ,
     SCOPE_SESSION,
     SCOPE_SPEECH,
@@ -22,9 +23,10 @@ from voxline.server.workers import run_server
 from voxline.store.database import Database
 
 QUICKSTART_SCOPES: Final = frozenset(
-    {SCOPE_SESSION, SCOPE_CALLS_READ, SCOPE_SPEECH, SCOPE_TRANSCRIPTION}
+    {SCOPE_SESSION, SCOPE_CALLS_READ, SCOPE_AGENTS_WRITE, SCOPE_SPEECH, SCOPE_TRANSCRIPTION}
 )
-"""Everything a newcomer tries in the first hour: calls, their records, speech, transcription."""
+"""Everything a newcomer tries in the first hour: calls and their records, agents, speech,
+transcription."""
 
 
 def quickstart_key(settings: Settings) -> str:

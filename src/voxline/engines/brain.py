@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from voxline.engines.knowledge import KnowledgeBase
 from voxline.protocol.call_control import CallControl
 from voxline.protocol.client_frames import Tool
 
@@ -26,6 +27,7 @@ class BrainRequest:
     user_text: str | None = None  # what the caller said (or typed) this turn
     digits: str | None = None  # DTMF keyed this turn
     knowledge: Sequence[str] = ()  # passages retrieved for this turn, best first
+    knowledge_base: KnowledgeBase | None = None  # the session's own, for brains that search one
     tools: Sequence[Tool] = ()  # client tools from configure
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -275,7 +275,7 @@ class KnowledgeBase:
         try:
             parsed = _KnowledgeFile.model_validate(data)
         except ValidationError as exc:
-            raise KnowledgeFileError(str(exc)) from exc
+            raise KnowledgeFileError(_summary(exc)) from exc
         return cls(parsed.entries, name=parsed.name, greeting=parsed.greeting, menu=parsed.menu)
 
     @classmethod
@@ -321,6 +321,17 @@ class KnowledgeBase:
         excerpt = self._passages[i].excerpt(query)
         text = excerpt.text if excerpt is not None else sentences(entry.passage)[0]
         return Hit(text, score, "passage", entry.title)
+
+
+def _summary(error: ValidationError, most: int = 3) -> str:
+    """Where the knowledge is wrong and why, in a line (without the values: they may be
+    long, or secret)."""
+    problems = [
+        f"{'.'.join(map(str, problem['loc'])) or 'the knowledge'}: {problem['msg']}"
+        for problem in error.errors(include_url=False, include_input=False)
+    ]
+    more = f" (and {len(problems) - most} more)" if len(problems) > most else ""
+    return "; ".join(problems[:most]) + more
 
 
 def _indexed_text(entry: QuestionAnswer | Passage) -> str:

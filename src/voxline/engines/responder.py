@@ -238,8 +238,12 @@ class KnowledgeResponder:
             lines += [speakable(e.answer) for e in kb.entries if isinstance(e, QuestionAnswer)]
         return lines
 
+    def _knowledge(self, request: BrainRequest) -> KnowledgeBase | None:
+        """The session's knowledge (its agent's), else the one this responder was made with."""
+        return request.knowledge_base if request.knowledge_base is not None else self.knowledge
+
     def reply(self, request: BrainRequest) -> Reply:
-        kb = self.knowledge
+        kb = self._knowledge(request)
         voice = Voice.from_persona(request.persona, business=kb.name if kb else None)
         if request.digits:
             return self._keyed(request, voice)
@@ -277,15 +281,16 @@ class KnowledgeResponder:
         if _THANKS.match(text) or (_NO.match(text) and _NEGATIVE.search(text)):
             welcome = "You're welcome! " if "thank" in text else "Okay. "
             return Reply(welcome + ANYTHING_ELSE)
-        return self._answer(request.user_text or "", request.knowledge, voice)
+        return self._answer(request.user_text or "", request.knowledge, voice, kb)
 
-    def _answer(self, question: str, passages: Sequence[str], voice: Voice) -> Reply:
+    def _answer(
+        self, question: str, passages: Sequence[str], voice: Voice, kb: KnowledgeBase | None
+    ) -> Reply:
         if not terms(question):
             return Reply("Sorry, I didn't quite catch that. What can I help you with?")
         excerpt = best_excerpt(question, [plain(p) for p in passages[:ENDPOINT_PASSAGES]])
         if excerpt is not None and excerpt.score >= ENDPOINT_GOOD_ENOUGH:
             return Reply(speakable(excerpt.text))
-        kb = self.knowledge
         if kb is None:
             return Reply(voice.dont_know())
         if hits := kb.search(question, k=1):
@@ -295,7 +300,8 @@ class KnowledgeResponder:
         return Reply(voice.dont_know())
 
     def _keyed(self, request: BrainRequest, voice: Voice) -> Reply:
-        menu = self.knowledge.menu if self.knowledge else {}
+        kb = self._knowledge(request)
+        menu = kb.menu if kb else {}
         if not menu:
             return Reply("This line has no keypad menu. Please just tell me what you need.")
         digits = (request.digits or "").rstrip("#") or "#"

@@ -3,6 +3,7 @@
 Whisper reads its prompt as the text said just before the audio, so a word in it is spelled
 as it is there: a vet's name, a drug, a brand. The prompt is a glossary of the names and
 terms of the conversation, in order of how likely the caller is to say them next (the
+stored agent's vocabulary, which its operator listed as the words that matter, the
 session's tool names, the names in the persona, the ``kb_endpoint`` passages of earlier
 turns, the knowledge file's names and its callers' questions), followed by the end of the
 agent's last reply, the words nearest the caller's, which they often echo ("Would you like
@@ -53,10 +54,11 @@ def _is_content(word: str) -> bool:
     return bool(content_words(word))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def knowledge_vocabulary(knowledge: KnowledgeBase) -> tuple[str, ...]:
     """A knowledge file's names, most frequent first, then the content words of its callers'
-    questions (the way callers put things). Computed once per (shared) knowledge base."""
+    questions (the way callers put things). Computed once per knowledge base in use (the
+    server's, and those of the agents sessions start from)."""
     prose: list[str] = []
     questions: list[str] = []
     for entry in knowledge.entries:
@@ -73,6 +75,7 @@ def knowledge_vocabulary(knowledge: KnowledgeBase) -> tuple[str, ...]:
 
 def build_prompt(
     *,
+    agent_vocabulary: Sequence[str] = (),
     persona: str | None = None,
     tool_names: Sequence[str] = (),
     passages: Sequence[str] = (),
@@ -81,10 +84,12 @@ def build_prompt(
     max_chars: int = MAX_CHARS,
 ) -> str | None:
     """The prompt for the caller's next words, at most ``max_chars``; None when there is
-    nothing to say. ``vocabulary`` is the knowledge file's (:func:`knowledge_vocabulary`)."""
+    nothing to say. ``agent_vocabulary`` is the stored agent's, ``vocabulary`` the knowledge
+    file's (:func:`knowledge_vocabulary`)."""
     reply = _tail(last_reply or "", min(MAX_REPLY_CHARS, max_chars))
     glossary = _unique(
         [
+            *agent_vocabulary,
             *(name.replace("_", " ") for name in tool_names),
             *names(persona or ""),
             *(name for passage in passages for name in names(passage)),

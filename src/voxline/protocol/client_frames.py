@@ -15,6 +15,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from voxline.protocol import events
+from voxline.protocol.connect import names_stored_agent, valid_label
 from voxline.protocol.digits import parse_decimal
 from voxline.protocol.events import Event
 
@@ -27,6 +28,7 @@ MAX_CONFIGURE_KEYS: Final = 64
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RATES: Final = (8000, 16000, 24000)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_AGENT_ID: Final = "agent_id must be at most 256 characters, without control characters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +68,19 @@ class SessionConfig:
 @dataclass(frozen=True, slots=True)
 class Configure:
     """A validated ``configure``: the known ``keys`` it sets, their values in ``settings``,
-    the keys it got wrong (``rejected``) and the open bag of ``unknown`` ones."""
+    the keys it got wrong (``rejected``) and the open bag of ``unknown`` ones; ``agent_id``
+    when it names a stored agent, whose profile the session starts from."""
 
     settings: SessionConfig
     keys: tuple[str, ...]  # in the order sent
     unknown: tuple[str, ...] = ()
     rejected: tuple[str, ...] = ()
+    agent_id: str | None = None
+
+    @property
+    def honored(self) -> list[str]:
+        """The keys taken: the settings, and ``agent_id`` when it names an agent."""
+        return [*self.keys, *(("agent_id",) if self.agent_id is not None else ())]
 
     @classmethod
     def of(cls, **settings: Any) -> Configure:
@@ -220,6 +229,18 @@ _CONFIGURE_KEYS: Final[dict[str, Callable[[Any, str], Any]]] = {
 }
 
 
+CONFIGURE_KEYS: Final = frozenset(_CONFIGURE_KEYS)
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """``value`` for the ``configure`` key ``key``, checked as ``configure`` checks it;
+    ``ValueError`` with ``configure``'s own message if it is not valid."""
+    check = _CONFIGURE_KEYS.get(key)
+    if check is None:
+        raise _Invalid(f"{key} is not a configure setting")
+    return check(value, key)
+
+
 def _configure(message: dict[str, Any]) -> tuple[Configure | None, list[Event]]:
     if len(message.keys() - {"type", "event"}) > MAX_CONFIGURE_KEYS:
         refusal = f"a configure may set at most {MAX_CONFIGURE_KEYS} keys; none were applied"
@@ -228,8 +249,16 @@ def _configure(message: dict[str, Any]) -> tuple[Configure | None, list[Event]]:
     unknown: list[str] = []
     rejected: list[str] = []
     notices: list[Event] = []
+    agent_id: str | None = None
     for key, value in message.items():
         if key in ("type", "event"):
+            continue
+        if key == "agent_id" and names_stored_agent(value):
+            if valid_label(value):
+                agent_id = value
+            else:
+                rejected.append(key)
+                notices.append(events.error("invalid_configure", _BAD_AGENT_ID, param=key))
             continue
         check = _CONFIGURE_KEYS.get(key)
         if check is None:
@@ -242,7 +271,9 @@ def _configure(message: dict[str, Any]) -> tuple[Configure | None, list[Event]]:
         except _Invalid as exc:
             rejected.append(key)
             notices.append(events.error("invalid_configure", str(exc), param=key))
-    frame = Configure(SessionConfig(**settings), tuple(settings), tuple(unknown), tuple(rejected))
+    frame = Configure(
+        SessionConfig(**settings), tuple(settings), tuple(unknown), tuple(rejected), agent_id
+    )
     return frame, notices
 
 

@@ -17,7 +17,20 @@ KEY_SUBPROTOCOL_PREFIX: Final = "pyai-key."
 RATES: Final = (8000, 16000, 24000)
 DEFAULT_RATE: Final = 24000
 MAX_LABEL_CHARS: Final = 256
+AGENT_ID_PREFIX: Final = "agent_"
+"""An ``agent_id`` (or ``agent``) that starts so names a stored agent profile; any other is
+an opaque label, as it has always been."""
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def valid_label(value: str) -> bool:
+    """Whether ``value`` may be a session label or agent id: short, no control characters."""
+    return len(value) <= MAX_LABEL_CHARS and not _CONTROL_CHARS.search(value)
+
+
+def names_stored_agent(value: object) -> bool:
+    """Whether ``value`` (an ``agent_id``) names a stored agent rather than labelling."""
+    return isinstance(value, str) and value.startswith(AGENT_ID_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +41,7 @@ class ConnectRequest:
     rate: int
     label: str | None
     framing: Framing | None
+    agent_id: str | None  # the stored agent the session starts from, if it names one
     origin: str | None
 
 
@@ -72,13 +86,15 @@ def parse_connect(
     if rate not in RATES:
         return Rejection("invalid_rate", "rate must be one of 8000, 16000, 24000", None, "rate")
     label = query.get("session_label") or query.get("agent_id") or query.get("agent")
-    if label is not None and (len(label) > MAX_LABEL_CHARS or _CONTROL_CHARS.search(label)):
-        return Rejection(
-            "invalid_agent_id",
-            f"session label: at most {MAX_LABEL_CHARS} characters, no control characters",
-            None,
-            "session_label",
-        )
+    named = query.get("agent_id") or query.get("agent")
+    for value in (label, named):
+        if value is not None and not valid_label(value):
+            return Rejection(
+                "invalid_agent_id",
+                f"session label: at most {MAX_LABEL_CHARS} characters, no control characters",
+                None,
+                "session_label",
+            )
     framing_text = query.get("framing")
     framing: Framing | None = None
     if framing_text is not None:
@@ -95,4 +111,5 @@ def parse_connect(
         label=label,
         framing=framing,
         origin=headers.get("origin"),
+        agent_id=named if names_stored_agent(named) else None,
     )

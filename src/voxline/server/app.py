@@ -21,7 +21,7 @@ from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
 from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
-from voxline.server import transcription_api
+from voxline.server import agents_api, transcription_api
 from voxline.server.account_api import account_routes
 from voxline.server.body_limit import BodyLimit
 from voxline.server.capacity import ConnectionCap
@@ -137,6 +137,7 @@ def create_app(
             Route("/v1/omni/sessions", create_session_token, methods=["POST"]),
             Route("/v1/calls", list_calls),
             Route("/v1/calls/{call_id}", get_call),
+            *agents_api.agent_routes(),
             Route("/twilio/voice", voice_webhook, methods=["POST"]),
             WebSocketRoute("/twilio/media", media_stream),
             WebSocketRoute("/freeswitch/audio", audio_stream),
@@ -151,7 +152,11 @@ def create_app(
         ],
         middleware=[
             Middleware(
-                BodyLimit, by_path={transcription_api.PATH: transcription_api.MAX_UPLOAD_BYTES}
+                BodyLimit,
+                routes={
+                    agents_api.PATH: agents_api.MAX_BODY_BYTES,
+                    transcription_api.PATH: transcription_api.MAX_UPLOAD_BYTES,
+                },
             ),
             *(
                 []

@@ -3,8 +3,8 @@
 A body that declares a ``Content-Length`` over the limit is refused before any of it is
 read; a chunked one is counted as it arrives and refused once it passes the limit. Either
 way the answer is 413 with the protocol's error envelope (``message_too_large``), and the
-connection is closed rather than drained. Every route's limit is :data:`MAX_BODY_BYTES` but
-for the few paths given their own (audio uploads).
+connection is closed rather than drained. The limit is the same for every route but those
+given one of their own (audio uploads; agent profiles, which may carry their knowledge).
 """
 
 from __future__ import annotations
@@ -28,27 +28,31 @@ class _BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware refusing request bodies over ``max_bytes`` with 413."""
+    """ASGI middleware refusing request bodies over ``max_bytes`` with 413; ``routes`` maps
+    a path to the limit of its requests and of those under it (``/v1/agents/…``)."""
 
     def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int = MAX_BODY_BYTES,
-        by_path: Mapping[str, int] | None = None,
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, routes: Mapping[str, int] | None = None
     ) -> None:
-        """``by_path``: the limits of paths that have their own."""
         self.app = app
         self.max_bytes = max_bytes
-        self.by_path = dict(by_path or {})
+        self.routes = dict(routes or {})
+
+    def limit(self, path: str) -> int:
+        """The body limit of requests to ``path``."""
+        for prefix, limit in self.routes.items():
+            if path == prefix or path.startswith(f"{prefix}/"):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.by_path.get(scope["path"], self.max_bytes)
+        max_bytes = self.limit(scope["path"])
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and parse_decimal(declared, 0, limit) is None:
-            await self._refuse(limit, scope, receive, send)
+        if declared is not None and parse_decimal(declared, 0, max_bytes) is None:
+            await self._refuse(scope, receive, send, max_bytes)
             return
         received = 0
         responded = False
@@ -58,7 +62,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
+                if received > max_bytes:
                     raise _BodyTooLarge
             return message
 
@@ -72,11 +76,11 @@ class BodyLimit:
         except _BodyTooLarge:
             if responded:
                 raise
-            await self._refuse(limit, scope, receive, send)
+            await self._refuse(scope, receive, send, max_bytes)
 
-    async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
         response = error_response(
-            Rejection("message_too_large", f"request body over {limit} bytes", param="body")
+            Rejection("message_too_large", f"request body over {max_bytes} bytes", param="body")
         )
         response.headers["Connection"] = "close"
         await response(scope, receive, send)

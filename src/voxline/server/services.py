@@ -26,6 +26,7 @@ from voxline.server.metrics import Metrics
 from voxline.session.agent import Agent
 from voxline.state.backend import StateBackend
 from voxline.state.memory import MemoryBackend
+from voxline.store.agents import AgentStore
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 from voxline.store.servers import ServerRegistry
@@ -123,6 +124,7 @@ class Services:
         self.metrics = Metrics()
         self.db = Database(settings.database_path)
         self.keys = KeyStore(self.db)
+        self.agents = AgentStore(self.db)
         self.servers = ServerRegistry(self.db, stale_after_s=6 * HEARTBEAT_INTERVAL_S)
         self.server_id = self.servers.register()
         self.calls = CallRecords(self.db, server_id=self.server_id)
@@ -134,7 +136,7 @@ class Services:
         )
         self.tokens = BrowserTokens(self.backend)
         self.limits = LimitPolicy(self.backend, settings.limits)
-        self.admission = Admission(self.keys, self.tokens, self.limits)
+        self.admission = Admission(self.keys, self.tokens, self.limits, self.agents)
         self.vad = VadBatcher(ChildProcessInference())
         # The speech engines of the HTTP API: the default agent's own, shared with its calls;
         # an echo server loads a recogniser only when the API first needs one.

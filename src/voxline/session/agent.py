@@ -10,6 +10,7 @@ from typing import Protocol
 
 from voxline.audio.pcm import Int16Array
 from voxline.protocol import events
+from voxline.protocol.agent_profile import AgentProfile
 from voxline.protocol.call_control import CallControl
 from voxline.protocol.client_frames import Configure, SessionConfig, ToolResult
 from voxline.protocol.events import Event
@@ -62,6 +63,20 @@ class SessionInfo:
     in_rate: int
     out_rate: int
     config: SessionConfig = field(default_factory=SessionConfig)
+    agent: AgentProfile | None = None  # the stored agent the session started from
+    defaults: SessionConfig = field(default_factory=SessionConfig)
+    """The server's own settings (``transfer_destination``), under any profile's."""
+
+    def start_from(self, agent: AgentProfile) -> None:
+        """Start over from ``agent``'s profile: the server's defaults with the settings the
+        profile sets, which ``configure`` overrides key by key."""
+        self.agent = agent
+        self.config = self.defaults.merge(agent.configure())
+
+    @property
+    def agent_id(self) -> str:
+        """Who the session is, to a ``kb_endpoint``: its stored agent, else its label."""
+        return self.agent.id if self.agent is not None else self.label or ""
 
 
 ReplyPart = Speech | CallControl
@@ -111,7 +126,7 @@ class ConfigureReport:
             ),
             events.config_ack(
                 voice_id=self.voice_id,
-                honored=[key for key in frame.keys if key not in refused],
+                honored=[key for key in frame.honored if key not in refused],
                 ignored=[*frame.unknown, *frame.rejected, *(item.key for item in unusable)],
             ),
         ]
@@ -175,6 +190,10 @@ class Agent(Protocol):
     name: str
 
     def conversation(self, info: SessionInfo, host: ConversationHost) -> Conversation: ...
+
+    async def prepare(self, agent: AgentProfile) -> None:
+        """Load what conversations from ``agent``'s profile need (its knowledge), off the
+        event loop, before one starts."""
 
     async def start(self) -> None:
         """Begin the agent's background work, once the server's event loop runs."""

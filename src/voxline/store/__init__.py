@@ -1,1 +1,1 @@
-"""Persistent state in SQLite: API keys and call records."""
+"""Persistent state in SQLite: API keys, agent profiles and call records."""

@@ -1,4 +1,4 @@
-"""The SQLite database holding API keys and call records."""
+"""The SQLite database holding API keys, agent profiles and call records."""
 
 from __future__ import annotations
 
@@ -62,6 +62,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "ALTER TABLE calls ADD COLUMN server_id TEXT",
         "CREATE INDEX open_calls_by_server ON calls (server_id) WHERE ended_at IS NULL",
+    ),
+    (
+        # Stored agent profiles (see voxline.store.agents), and the owner each key acts
+        # for: a key sees and uses its owner's agents only.
+        "ALTER TABLE api_keys ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'",
+        """
+        CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            vocabulary TEXT NOT NULL,
+            knowledge TEXT,
+            knowledge_file TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX agents_by_owner ON agents (owner, created_at)",
     ),
 )
 

@@ -2,9 +2,11 @@
 
 A transport authenticates or admits the caller, makes a :class:`CallSocket` that speaks its
 wire format, and hands both to :func:`run_call` with its ``converse`` coroutine (greet,
-then read the far end until it leaves). ``run_call`` owns the rest: the session, its call
-record from start to end, the metrics, the lease and the watchdog that keeps it alive and
-spends the daily audio cap.
+then read the far end until it leaves). ``run_call`` owns the rest: the session, started
+from the stored agent the caller named, its call record from start to end, the metrics,
+the lease and the watchdog that keeps it alive and spends the daily audio cap. Every
+``configure`` goes through :func:`configure`, which starts the session over from the agent
+one names.
 
 The watchdog outlives faults of the shared state: while Redis is unreachable the session
 goes on, its maximum length still enforced by this process's clock, and once Redis answers
@@ -26,10 +28,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voxline.admission import Caller
 from voxline.protocol import events
-from voxline.protocol.errors import CLIENT_NOT_READING, CloseCode
+from voxline.protocol.client_frames import Configure
+from voxline.protocol.errors import CLIENT_NOT_READING, CloseCode, Rejection
 from voxline.session.agent import SessionInfo
 from voxline.session.outbound import Outbound
 from voxline.session.session import Session
+from voxline.session.turns import TurnSettings
 from voxline.state.backend import StateUnavailable
 from voxline.store.calls import CallRecord
 from voxline.transports.services import CallServices
@@ -132,12 +136,20 @@ async def run_call(
     written beside the start of the call, not before it: the caller is not kept waiting
     on the database."""
     metrics = services.metrics
-    info.config = replace(info.config, transfer_destination=services.settings.transfer_destination)
+    info.defaults = info.config = replace(
+        info.config, transfer_destination=services.settings.transfer_destination
+    )
+    turn_settings = TurnSettings()
+    if caller.agent is not None:
+        await services.agent.prepare(caller.agent)
+        info.start_from(caller.agent)
+        turn_settings.apply(info.config)
     session = Session(
         info,
         conn,
         services.agent,
         services.vad,
+        turn_settings=turn_settings,
         observer=metrics,
         idle_seconds=services.settings.idle_session_seconds,
         paced=True,
@@ -174,6 +186,25 @@ async def run_call(
             await _finish(services, conn, session)
         finally:
             live.leave(session)
+
+
+async def configure(
+    services: CallServices, session: Session, caller: Caller, frame: Configure
+) -> None:
+    """Hand ``frame`` to the session. One naming a stored agent other than the session's
+    starts the session over from that agent's profile, which the frame's own keys then
+    override; an agent the caller's key may not use ends the call (``invalid_agent_id``)."""
+    named = frame.agent_id
+    if named is not None and (session.info.agent is None or session.info.agent.id != named):
+        agent = await services.admission.agent(caller.key, named)
+        if isinstance(agent, Rejection):
+            services.metrics.rejections.labels(agent.code).inc()
+            error = events.error(agent.code, agent.message)
+            await session.end(agent.code, code=agent.kind.close_code, error=error)
+            return
+        await services.agent.prepare(agent)
+        session.info.start_from(agent)
+    await session.receive(frame)
 
 
 async def until_ended(session: Session, reading: Coroutine[Any, Any, None]) -> None:

@@ -27,7 +27,7 @@ from voxline.session.agent import SessionInfo
 from voxline.session.session import Session
 from voxline.telephony.esl import EslError, EventSocket
 from voxline.telephony.esl_protocol import EslEvent
-from voxline.transports.call import run_call, until_ended
+from voxline.transports.call import configure, run_call, until_ended
 from voxline.transports.phone import PhoneLine, start_configure
 from voxline.transports.services import CallServices
 
@@ -130,7 +130,12 @@ async def audio_stream(websocket: WebSocket) -> None:
         return
     esl = services.event_socket
     address = websocket.client.host if websocket.client else "unknown"
-    caller = await services.admission.phone(settings.phone.key_id, address=address)
+    agent_id = websocket.query_params.get("agent_id") or metadata.get("agent_id")
+    caller = await services.admission.phone(
+        settings.phone.key_id,
+        address=address,
+        agent_id=agent_id if isinstance(agent_id, str) and agent_id else settings.phone.agent_id,
+    )
     if isinstance(caller, Rejection):
         log.warning("freeswitch call %s refused: %s", channel, caller.message)
         services.metrics.rejections.labels(caller.code).inc()
@@ -151,7 +156,7 @@ async def audio_stream(websocket: WebSocket) -> None:
 
     async def converse(session: Session) -> None:
         line.session = session
-        await session.receive(start_configure(settings, RATE))
+        await configure(services, session, caller, start_configure(settings, RATE))
         await until_ended(session, _read(line, session, events))
 
     try:

@@ -30,7 +30,7 @@ from voxline.protocol.frames import (
 )
 from voxline.session.agent import SessionInfo
 from voxline.session.session import Session
-from voxline.transports.call import CallerGone, CallSocket, run_call, until_ended
+from voxline.transports.call import CallerGone, CallSocket, configure, run_call, until_ended
 from voxline.transports.services import CallServices
 
 FIRST_FRAME_TIMEOUT = 0.5
@@ -110,7 +110,12 @@ async def omni_endpoint(websocket: WebSocket) -> None:
     admitting = None
     if not isinstance(request, Rejection):
         admitting = asyncio.ensure_future(
-            services.admission.socket(request.credential, address=address, origin=request.origin)
+            services.admission.socket(
+                request.credential,
+                address=address,
+                origin=request.origin,
+                agent_id=request.agent_id,
+            )
         )
     await websocket.accept(subprotocol=select_subprotocol(offered))
     try:
@@ -169,13 +174,15 @@ async def _run_call(
             )
         )
         if first is not None:
-            await _handle(services, conn, session, first)
-        await until_ended(session, _read_messages(services, conn, session))
+            await _handle(services, conn, session, caller, first)
+        await until_ended(session, _read_messages(services, conn, session, caller))
 
     await run_call(services, conn, caller, info, transport="omni", converse=converse)
 
 
-async def _read_messages(services: CallServices, conn: OmniConnection, session: Session) -> None:
+async def _read_messages(
+    services: CallServices, conn: OmniConnection, session: Session, caller: Caller
+) -> None:
     while not session.ended.is_set():
         data = await conn.receive()
         if data is None:
@@ -189,11 +196,15 @@ async def _read_messages(services: CallServices, conn: OmniConnection, session: 
                 error=events.error("message_too_large", str(exc)),
             )
             return
-        await _handle(services, conn, session, inbound)
+        await _handle(services, conn, session, caller, inbound)
 
 
 async def _handle(
-    services: CallServices, conn: OmniConnection, session: Session, inbound: Inbound
+    services: CallServices,
+    conn: OmniConnection,
+    session: Session,
+    caller: Caller,
+    inbound: Inbound,
 ) -> None:
     match inbound:
         case Audio(pcm=pcm):
@@ -202,7 +213,9 @@ async def _handle(
             parsed = client_frames.parse(message)
             for notice in parsed.notices:
                 await conn.send_event(notice)
-            if parsed.frame is not None:
+            if isinstance(parsed.frame, client_frames.Configure):
+                await configure(services, session, caller, parsed.frame)
+            elif parsed.frame is not None:
                 await session.receive(parsed.frame)
         case Dropped(reason=reason):
             services.metrics.dropped_frames.labels(reason).inc()

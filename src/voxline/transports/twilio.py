@@ -39,7 +39,7 @@ from voxline.telephony.twilio_voice import (
     stream_token_valid,
 )
 from voxline.telephony.twilio_voice import stream_twiml as twiml_for_stream
-from voxline.transports.call import run_call, until_ended
+from voxline.transports.call import configure, run_call, until_ended
 from voxline.transports.phone import PhoneLine, start_configure
 from voxline.transports.services import CallServices
 
@@ -83,6 +83,9 @@ async def voice_webhook(request: Request) -> Response:
         "from": params.get("From", ""),
         "to": params.get("To", ""),
     }
+    # The webhook's own URL may name the number's agent (?agent_id=…): Twilio signed it.
+    if agent_id := request.query_params.get("agent_id"):
+        parameters["agent_id"] = agent_id
     twiml = twiml_for_stream(f"wss://{settings.public_host}/twilio/media", parameters)
     return Response(twiml, media_type="text/xml")
 
@@ -168,7 +171,10 @@ async def media_stream(websocket: WebSocket) -> None:
         await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
         return
     address = websocket.client.host if websocket.client else "unknown"
-    caller = await services.admission.phone(settings.phone.key_id, address=address)
+    agent_id = start.parameters.get("agent_id") or settings.phone.agent_id
+    caller = await services.admission.phone(
+        settings.phone.key_id, address=address, agent_id=agent_id
+    )
     if isinstance(caller, Rejection):
         log.warning("twilio call %s refused: %s", start.call_sid, caller.message)
         services.metrics.rejections.labels(caller.code).inc()
@@ -184,7 +190,7 @@ async def media_stream(websocket: WebSocket) -> None:
 
     async def converse(session: Session) -> None:
         line.session = session
-        await session.receive(start_configure(settings, RATE))
+        await configure(services, session, caller, start_configure(settings, RATE))
         await until_ended(session, _read(line, session))
 
     await run_call(services, line, caller, info, transport="twilio", converse=converse)
