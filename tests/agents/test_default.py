@@ -240,7 +240,11 @@ async def test_a_session_from_a_stored_agent_has_its_knowledge_and_vocabulary() 
     stt, brain, host = ScriptedStt("Do you do Invisalign?"), ToolFirstBrain(), Host()
     server_knowledge = KnowledgeBase.load(ACME_DENTAL)
     engines = Engines(
-        stt=stt, tts=SilentTts(), brain=brain, knowledge=server_knowledge, http=httpx.AsyncClient()
+        stt=stt,
+        voices=VoiceLibrary.single(SilentTts()),
+        brain=brain,
+        knowledge=server_knowledge,
+        http=httpx.AsyncClient(),
     )
     await DefaultAgent(engines).prepare(agent)
     info = SessionInfo("call_1", None, RATE, RATE)
