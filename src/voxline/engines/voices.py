@@ -63,6 +63,7 @@ class Voice:
         """The voice as the API shows it."""
         return {
             "id": self.id,
+            "voice_id": self.id,  # what configure and speech take, under the name they use
             "object": "voice",
             "name": self.name,
             "language": self.language,
