@@ -67,6 +67,8 @@ FLAGS = {
     "--agent": ("agent", "echo", "echo"),
     "--data-dir": ("data_dir", "voxline-data", Path("voxline-data")),
     "--redis-url": ("redis_url", "redis://127.0.0.1:6391/2", "redis://127.0.0.1:6391/2"),
+    "--public-url": ("public_url", "https://voice.example.com", "https://voice.example.com"),
+    "--trusted-proxy": ("trusted_proxies", "10.0.0.2", ["10.0.0.2"]),
     "--knowledge": ("knowledge", "clinic.md", Path("clinic.md")),
     "--stt-model": ("stt.model", "base.en", "base.en"),
     "--stt-model-8k": ("stt.model_8k", "tiny.en", "tiny.en"),
@@ -88,6 +90,12 @@ def test_a_flag_sets_its_setting_and_no_other(served: Served, flag: str) -> None
     settings = served.invoke(flag, argument)
     assert setting(settings, path) == value
     assert settings == Settings(**arguments(path, value))
+
+
+def test_a_list_flag_is_given_once_per_item(served: Served) -> None:
+    settings = served.invoke("--trusted-proxy", "10.0.0.2", "--trusted-proxy", "10.1.0.0/16")
+    assert settings.trusted_proxies == ["10.0.0.2", "10.1.0.0/16"]
+    assert served.invoke().trusted_proxies == []
 
 
 def test_without_flags_the_variables_and_the_file_decide(

@@ -66,6 +66,8 @@ SERVE_FLAGS: Final = SettingFlags(
         "--agent": "agent",
         "--data-dir": "data_dir",
         "--redis-url": "redis_url",
+        "--public-url": "public_url",
+        "--trusted-proxy": "trusted_proxies",  # given once per proxy
         "--knowledge": "knowledge",
         "--stt-model": "stt.model",
         "--stt-model-8k": "stt.model_8k",

@@ -60,7 +60,7 @@ class SettingFlags:
         overrides: dict[str, Any] = {}
         for flag, path in self.paths.items():
             value = flags[_parameter_name(flag)]
-            if value is None:
+            if value is None or value == []:  # a list flag not given at all
                 continue
             *sections, name = path.split(".")
             target = overrides
