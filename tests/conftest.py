@@ -13,7 +13,7 @@ from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from voxline.bench.speech import synthesize
 from voxline.store.database import Database
 
-pytest_plugins = ["tests.support.redis_server"]
+pytest_plugins = ["tests.support.redis_server", "tests.support.postgres_server"]
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +34,13 @@ def interruption() -> npt.NDArray[np.int16]:
     return synthesize("Wait, stop, I have another question.", 24000)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    """A fresh database file."""
-    with Database(tmp_path / "voxline.db") as database:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.e2e)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database: once an SQLite file, once on a real PostgreSQL."""
+    target: str | Path = (
+        tmp_path / "voxline.db"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_database")
+    )
+    with Database(target) as database:
         yield database

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -15,6 +16,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+_DATABASE_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://", "sqlite:///")
 
 
 def default_data_dir() -> Path:
@@ -192,7 +195,19 @@ class Settings(BaseSettings):
         1, ge=1, le=64, description="server processes sharing the port; above 1 needs redis_url"
     )
     data_dir: Path = Field(
-        default_factory=default_data_dir, description="keys and call records live here"
+        default_factory=default_data_dir,
+        description="keys, agents and call records live here unless database_url is set",
+    )
+    database_url: str | None = Field(
+        None,
+        description="the database of keys, agents and call records: postgresql://… for one "
+        "that several nodes share; unset: the SQLite file voxline.db in data_dir",
+    )
+    node: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=255,
+        description="this server's name in the call records (which node served a call)",
     )
     agent: Literal["echo", "default"] = Field(
         "default", description="echo repeats callers; default answers them"
@@ -276,6 +291,14 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_engine(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(_DATABASE_SCHEMES):
+            raise ValueError("a database URL is postgresql://… or sqlite:///PATH")
+        return url
+
     @property
-    def database_path(self) -> Path:
-        return self.data_dir / "voxline.db"
+    def database(self) -> str | Path:
+        """Where the store is: ``database_url``, else the SQLite file in ``data_dir``."""
+        return self.database_url or self.data_dir / "voxline.db"

@@ -7,10 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.support.keys import api_key
 from voxline.auth.keys import KeyStore
 from voxline.store.database import Database
+from voxline.store.schema import api_keys
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def test_only_a_digest_of_the_secret_is_stored(db: Database, store: KeyStore) ->
     _, secret = store.create(env="live", scopes=["omni:session"])
     random_part = secret.removeprefix("vx_live_")
     with db.read() as conn:
-        rows = conn.execute("SELECT * FROM api_keys").fetchall()
+        rows = conn.execute(select(api_keys)).all()
     stored = repr(rows)
     assert random_part[4:12] not in stored
     assert secret not in stored

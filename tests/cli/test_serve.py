@@ -66,6 +66,12 @@ FLAGS = {
     "--config": ("config_file", "absent.toml", Path("absent.toml")),
     "--agent": ("agent", "echo", "echo"),
     "--data-dir": ("data_dir", "voxline-data", Path("voxline-data")),
+    "--database-url": (
+        "database_url",
+        "postgresql://voxline@db.internal/voxline",
+        "postgresql://voxline@db.internal/voxline",
+    ),
+    "--node": ("node", "node-a", "node-a"),
     "--redis-url": ("redis_url", "redis://127.0.0.1:6391/2", "redis://127.0.0.1:6391/2"),
     "--public-url": ("public_url", "https://voice.example.com", "https://voice.example.com"),
     "--trusted-proxy": ("trusted_proxies", "10.0.0.2", ["10.0.0.2"]),
@@ -160,7 +166,7 @@ def test_the_quickstart_key_reaches_every_route_a_newcomer_tries_and_is_kept(
     settings = Settings(data_dir=tmp_path)
     secret = serve_module.quickstart_key(settings)
     assert serve_module.quickstart_key(settings) == secret  # shown again, not replaced
-    with Database(settings.database_path) as db:
+    with Database(settings.database) as db:
         key = KeyStore(db).authenticate(secret)
     assert key is not None and key.env == "test"
     assert key.scopes == serve_module.QUICKSTART_SCOPES
@@ -169,11 +175,11 @@ def test_the_quickstart_key_reaches_every_route_a_newcomer_tries_and_is_kept(
 
 def test_a_quickstart_key_of_fewer_scopes_is_replaced(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    with Database(settings.database_path) as db:
+    with Database(settings.database) as db:
         _, old_secret = KeyStore(db).create(env="test", scopes=["omni:session"])
     (tmp_path / "quickstart-key").write_text(old_secret + "\n")
     secret = serve_module.quickstart_key(settings)
     assert secret != old_secret
-    with Database(settings.database_path) as db:
+    with Database(settings.database) as db:
         assert KeyStore(db).authenticate(old_secret) is None  # revoked, not left about
         assert KeyStore(db).authenticate(secret) is not None

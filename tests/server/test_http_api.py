@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ RECORD_FIELDS = {
     "audio_out_seconds",
     "turns",
     "barge_ins",
+    "node",
 }
 
 
@@ -153,6 +155,7 @@ async def test_the_calls_just_made_are_listed_and_fetched(echo_server: RunningSe
     assert 0.15 <= record["audio_in_seconds"] <= 0.3
     assert record["audio_out_seconds"] == 0
     assert (record["turns"], record["barge_ins"]) == (0, 0)
+    assert record["node"] == socket.gethostname()
 
     earlier = await finished_record(echo_server, reader, first)
     assert earlier["session_label"] == "records-first"

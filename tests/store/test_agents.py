@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
-from voxline.auth.keys import KeyStore
 from voxline.protocol.client_frames import Tool
 from voxline.store import agents as agents_module
 from voxline.store.agents import AgentStore, TooManyAgents
-from voxline.store.database import MIGRATIONS, Database
+from voxline.store.database import Database
 
 KNOWLEDGE = '{"entries":[{"question":"Is there parking?","answer":"Yes, behind the building."}]}'
 
@@ -83,22 +79,3 @@ def test_an_owner_has_a_bounded_number_of_agents(
     with pytest.raises(TooManyAgents):
         store.create("acme", {"name": "Three"})
     store.create("globex", {"name": "Elsewhere"})
-
-
-def test_keys_of_an_older_database_belong_to_the_default_owner(tmp_path: Path) -> None:
-    """The migration adds owners to the keys already there."""
-    path = tmp_path / "voxline.db"
-    conn = sqlite3.connect(path)
-    for statement in (s for migration in MIGRATIONS[:2] for s in migration):
-        conn.execute(statement)
-    conn.execute(
-        "INSERT INTO api_keys (id, env, secret_digest, display_prefix, scopes, label, "
-        "created_at) VALUES ('key_old', 'live', x'00', 'vx_live_abcd', 'omni:session', '', 0)"
-    )
-    conn.execute("PRAGMA user_version = 2")
-    conn.commit()
-    conn.close()
-    with Database(path) as db:
-        key = KeyStore(db).get("key_old")
-        assert key is not None and key.owner == "default"
-        assert AgentStore(db).list("default") == []

@@ -1,16 +1,15 @@
-"""The SQLite database and the call records kept in it."""
+"""The call records kept in the database."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
-from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from voxline.store.calls import CallRecord, CallRecords
-from voxline.store.database import SCHEMA_VERSION, Database, SchemaTooNewError
+from voxline.store.database import Database
 
 
 @pytest.fixture
@@ -73,7 +72,7 @@ def test_finish_completes_the_record_once(calls: CallRecords) -> None:
 
 def test_call_ids_are_unique(calls: CallRecords) -> None:
     calls.open(started("call_1"))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         calls.open(started("call_1"))
 
 
@@ -100,14 +99,17 @@ def test_a_key_reads_only_its_own_calls(calls: CallRecords) -> None:
     assert calls.get("call_1") is not None
 
 
-def test_an_unfinished_call_survives_a_crash(tmp_path: Path) -> None:
-    db = Database(tmp_path / "voxline.db")
+def test_an_unfinished_call_survives_a_crash(db: Database) -> None:
     CallRecords(db).open(started("call_1"))
     # No finish, no orderly close: the row is already committed.
-    other = Database(tmp_path / "voxline.db")
-    assert CallRecords(other).get("call_1") == started("call_1")
-    other.close()
-    db.close()
+    with Database(db.url.render_as_string(hide_password=False)) as other:
+        assert CallRecords(other).get("call_1") == started("call_1")
+
+
+def test_a_record_says_which_node_served_it(db: Database) -> None:
+    CallRecords(db, node="node-a").open(started("call_1"))
+    record = CallRecords(db).get("call_1")
+    assert record is not None and record.node == "node-a"
 
 
 async def test_concurrent_use_from_worker_threads(calls: CallRecords) -> None:
@@ -134,45 +136,3 @@ async def test_concurrent_use_from_worker_threads(calls: CallRecords) -> None:
     records = calls.recent(100)
     assert len(records) == 50
     assert all(r.ended_at == r.started_at + 1 for r in records)
-
-
-def test_database_setup(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dir" / "voxline.db"
-    with Database(path) as db, db.read() as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
-        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
-        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    # Opening again finds the schema current and leaves it be.
-    with Database(path) as db:
-        CallRecords(db).open(started("call_1"))
-    with Database(path) as db:
-        assert CallRecords(db).get("call_1") is not None
-
-
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "voxline.db"
-    with Database(path) as db, db.write() as conn:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(SchemaTooNewError):
-        Database(path)
-
-
-def test_a_failed_write_rolls_back(db: Database, calls: CallRecords) -> None:
-    with pytest.raises(RuntimeError), db.write() as conn:
-        conn.execute(
-            "INSERT INTO calls (call_id, key_id, transport, started_at, audio_in_seconds, "
-            "audio_out_seconds, turns, barge_ins) VALUES ('call_1', 'k', 'omni', 1, 0, 0, 0, 0)"
-        )
-        raise RuntimeError("boom")
-    assert calls.get("call_1") is None
-    calls.open(started("call_2"))
-    assert calls.get("call_2") is not None
-
-
-def test_a_closed_database_refuses_use(tmp_path: Path) -> None:
-    db = Database(tmp_path / "voxline.db")
-    db.close()
-    db.close()
-    with pytest.raises(sqlite3.ProgrammingError):
-        CallRecords(db).get("call_1")

@@ -9,22 +9,23 @@ import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+
+from sqlalchemy import insert, select
 
 from voxline.store.calls import CallRecord, CallRecords
 from voxline.store.database import Database
+from voxline.store.schema import servers
 from voxline.store.servers import ServerRegistry
 
 #: Another server process: registers, opens a call, says so, then waits to be killed.
 _SERVER = textwrap.dedent(
     """
     import sys
-    from pathlib import Path
     from voxline.store.calls import CallRecord, CallRecords
     from voxline.store.database import Database
     from voxline.store.servers import ServerRegistry
 
-    db = Database(Path(sys.argv[1]))
+    db = Database(sys.argv[1])
     server_id = ServerRegistry(db).register()
     CallRecords(db, server_id=server_id).open(
         CallRecord(call_id=sys.argv[2], key_id="key_1", session_label=None,
@@ -37,9 +38,9 @@ _SERVER = textwrap.dedent(
 
 
 @contextmanager
-def other_server(path: Path, call_id: str) -> Iterator[subprocess.Popen[str]]:
+def other_server(db: Database, call_id: str) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(path), call_id],
+        [sys.executable, "-c", _SERVER, db.url.render_as_string(hide_password=False), call_id],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -69,8 +70,8 @@ def test_only_the_calls_of_processes_that_are_gone_are_closed(db: Database) -> N
     mine = CallRecords(db, server_id=registry.register())
     mine.open(started("call_mine"))
     calls = CallRecords(db)
-    with other_server(db.path, "call_killed") as killed:
-        with other_server(db.path, "call_alive"):
+    with other_server(db, "call_killed") as killed:
+        with other_server(db, "call_alive"):
             killed.kill()
             killed.wait()
             assert registry.close_lost_calls() == 1
@@ -91,8 +92,14 @@ def test_a_process_on_another_host_is_gone_once_its_heartbeat_is_stale(db: Datab
     with db.write() as conn:
         for server_id, heartbeat_at in (("fresh", now - 30), ("stale", now - 90)):
             conn.execute(
-                "INSERT INTO servers VALUES (?, 'elsewhere/pid:[1]', 1, 1.0, ?, ?)",
-                (server_id, now - 100, heartbeat_at),
+                insert(servers).values(
+                    server_id=server_id,
+                    host="elsewhere/pid:[1]",
+                    pid=1,
+                    pid_started_at=1.0,
+                    started_at=now - 100,
+                    heartbeat_at=heartbeat_at,
+                )
             )
     for server_id in ("fresh", "stale"):
         CallRecords(db, server_id=server_id).open(started(f"call_{server_id}"))
@@ -104,9 +111,9 @@ def test_a_process_on_another_host_is_gone_once_its_heartbeat_is_stale(db: Datab
     assert stale is not None and stale.ended_at == now - 90  # the last sign of life
     registry.heartbeat("fresh")
     with db.read() as conn:
-        (heartbeat_at,) = conn.execute(
-            "SELECT heartbeat_at FROM servers WHERE server_id = 'fresh'"
-        ).fetchone()
+        heartbeat_at = conn.execute(
+            select(servers.c.heartbeat_at).where(servers.c.server_id == "fresh")
+        ).scalar_one()
     assert heartbeat_at >= now
 
 
@@ -139,4 +146,4 @@ def test_a_clean_stop_closes_what_is_left_of_its_calls(db: Database) -> None:
     assert closed_as(calls, "call_done") == (1000, "client_closed")
     assert closed_as(calls, "call_stuck") == (1001, "server_shutdown")
     with db.read() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM servers").fetchone() == (0,)
+        assert conn.execute(select(servers)).all() == []

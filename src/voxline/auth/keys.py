@@ -18,7 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sqlalchemy import Row, insert, select, update
+
 from voxline.store.database import Database
+from voxline.store.schema import api_keys
 
 KeyEnv = Literal["test", "live"]
 
@@ -96,25 +99,32 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
-_COLUMNS = (
-    "id, env, scopes, label, concurrency, daily_audio_seconds, created_at, revoked_at, "
-    "display_prefix, owner"
+_SELECT = select(
+    api_keys.c.id,
+    api_keys.c.env,
+    api_keys.c.scopes,
+    api_keys.c.label,
+    api_keys.c.concurrency,
+    api_keys.c.daily_audio_seconds,
+    api_keys.c.created_at,
+    api_keys.c.revoked_at,
+    api_keys.c.display_prefix,
+    api_keys.c.owner,
 )
 
 
-def _key(row: tuple[Any, ...]) -> ApiKey:
-    id_, env, scopes, label, concurrency, daily, created_at, revoked_at, prefix, owner = row
+def _key(row: Row[*tuple[Any, ...]]) -> ApiKey:
     return ApiKey(
-        id=id_,
-        env=env,
-        scopes=frozenset(scopes.split()),
-        label=label,
-        concurrency=concurrency,
-        daily_audio_seconds=daily,
-        created_at=created_at,
-        revoked_at=revoked_at,
-        prefix=prefix,
-        owner=owner,
+        id=row.id,
+        env=row.env,
+        scopes=frozenset(row.scopes.split()),
+        label=row.label,
+        concurrency=row.concurrency,
+        daily_audio_seconds=row.daily_audio_seconds,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        prefix=row.display_prefix,
+        owner=row.owner,
     )
 
 
@@ -173,24 +183,21 @@ class KeyStore:
         created_at = time.time()
         with self._db.write() as conn:
             key_id = f"key_{secrets.token_hex(4)}"
-            while conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone():
+            while conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first():
                 key_id = f"key_{secrets.token_hex(4)}"
             conn.execute(
-                "INSERT INTO api_keys (id, env, secret_digest, display_prefix, scopes, label, "
-                "concurrency, daily_audio_seconds, created_at, owner) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    env,
-                    _digest(secret),
-                    prefix,
-                    " ".join(sorted(scope_set)),
-                    label,
-                    concurrency,
-                    daily_audio_seconds,
-                    created_at,
-                    owner,
-                ),
+                insert(api_keys).values(
+                    id=key_id,
+                    env=env,
+                    secret_digest=_digest(secret),
+                    display_prefix=prefix,
+                    scopes=" ".join(sorted(scope_set)),
+                    label=label,
+                    concurrency=concurrency,
+                    daily_audio_seconds=daily_audio_seconds,
+                    created_at=created_at,
+                    owner=owner,
+                )
             )
         key = ApiKey(
             id=key_id,
@@ -209,34 +216,32 @@ class KeyStore:
     def list(self) -> builtins.list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
         with self._db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id"
-            ).fetchall()
+            rows = conn.execute(_SELECT.order_by(api_keys.c.created_at, api_keys.c.id)).all()
         return [_key(row) for row in rows]
 
     def get(self, key_id: str) -> ApiKey | None:
         with self._db.read() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
-            ).fetchone()
+            row = conn.execute(_SELECT.where(api_keys.c.id == key_id)).one_or_none()
         return None if row is None else _key(row)
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key for good. False if there is no such key or it was already revoked."""
         with self._db.write() as conn:
-            cursor = conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (time.time(), key_id),
+            result = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
             )
-            return cursor.rowcount == 1
+            return result.rowcount == 1
 
     def revoked_since(self, moment: float) -> builtins.list[str]:
         """The ids of the keys revoked at ``moment`` or later."""
         with self._db.read() as conn:
-            rows = conn.execute(
-                "SELECT id FROM api_keys WHERE revoked_at >= ?", (moment,)
-            ).fetchall()
-        return [row[0] for row in rows]
+            return list(
+                conn.execute(select(api_keys.c.id).where(api_keys.c.revoked_at >= moment))
+                .scalars()
+                .all()
+            )
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, or None for anything else.
@@ -248,10 +253,11 @@ class KeyStore:
         digest = _digest(secret)
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS}, secret_digest FROM api_keys WHERE secret_digest = ?",
-                (digest,),
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[-1], digest):
+                _SELECT.add_columns(api_keys.c.secret_digest).where(
+                    api_keys.c.secret_digest == digest
+                )
+            ).one_or_none()
+        if row is None or not hmac.compare_digest(row.secret_digest, digest):
             return None
-        key = _key(row[:-1])
+        key = _key(row)
         return None if key.revoked else key

@@ -19,11 +19,10 @@ from rich.text import Text
 from voxline.agents import profiles
 from voxline.agents.profiles import ProfileError
 from voxline.auth.keys import DEFAULT_OWNER
-from voxline.cli.keys import AsJson, DataDir, Owner
-from voxline.config import Settings
+from voxline.cli.keys import AsJson, Owner
+from voxline.cli.options import DatabaseUrl, DataDir, open_database
 from voxline.protocol.agent_profile import AgentProfile
 from voxline.store.agents import AgentStore, TooManyAgents
-from voxline.store.database import Database
 
 app = typer.Typer(help="Create, list, show, update and delete agents.", no_args_is_help=True)
 
@@ -63,9 +62,8 @@ Endpointing = Annotated[
 
 
 @contextmanager
-def _store(data_dir: Path | None) -> Iterator[AgentStore]:
-    settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
-    with Database(settings.database_path) as db:
+def _store(data_dir: Path | None, database_url: str | None) -> Iterator[AgentStore]:
+    with open_database(data_dir, database_url) as db:
         yield AgentStore(db)
 
 
@@ -143,6 +141,7 @@ def create(
     owner: Owner = DEFAULT_OWNER,
     as_json: AsJson = False,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Create an agent (--name, or a name in --from-json, is required)."""
     options = _options(
@@ -150,7 +149,7 @@ def create(
         kb_endpoint, kb_token, endpointing_ms,
     )  # fmt: skip
     changes = _changes(from_json, options, creating=True)
-    with _store(data_dir) as store:
+    with _store(data_dir, database_url) as store:
         try:
             profile = store.create(owner, changes)
         except TooManyAgents:
@@ -161,10 +160,13 @@ def create(
 
 @app.command("list")
 def list_agents(
-    owner: Owner = DEFAULT_OWNER, as_json: AsJson = False, data_dir: DataDir = None
+    owner: Owner = DEFAULT_OWNER,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """List the owner's agents."""
-    with _store(data_dir) as store:
+    with _store(data_dir, database_url) as store:
         listed = store.list(owner)
     if as_json:
         typer.echo(json.dumps([profiles.as_json(profile) for profile in listed]))
@@ -185,9 +187,14 @@ def list_agents(
 
 
 @app.command()
-def show(agent_id: AgentId, owner: Owner = DEFAULT_OWNER, data_dir: DataDir = None) -> None:
+def show(
+    agent_id: AgentId,
+    owner: Owner = DEFAULT_OWNER,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Print an agent's profile as JSON (its kb_token hidden)."""
-    with _store(data_dir) as store:
+    with _store(data_dir, database_url) as store:
         profile = store.get(owner, agent_id)
     if profile is None:
         typer.echo(f"No agent {agent_id} of {owner}.", err=True)
@@ -213,6 +220,7 @@ def update(
     owner: Owner = DEFAULT_OWNER,
     as_json: AsJson = False,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Change the fields given, keeping the others (null in --from-json unsets one)."""
     options = _options(
@@ -220,7 +228,7 @@ def update(
         kb_endpoint, kb_token, endpointing_ms,
     )  # fmt: skip
     changes = _changes(from_json, options, creating=False)
-    with _store(data_dir) as store:
+    with _store(data_dir, database_url) as store:
         profile = store.update(owner, agent_id, changes)
     if profile is None:
         typer.echo(f"No agent {agent_id} of {owner}.", err=True)
@@ -229,9 +237,14 @@ def update(
 
 
 @app.command()
-def delete(agent_id: AgentId, owner: Owner = DEFAULT_OWNER, data_dir: DataDir = None) -> None:
+def delete(
+    agent_id: AgentId,
+    owner: Owner = DEFAULT_OWNER,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Delete an agent: sessions can no longer start from it."""
-    with _store(data_dir) as store:
+    with _store(data_dir, database_url) as store:
         deleted = store.delete(owner, agent_id)
     if not deleted:
         typer.echo(f"No agent {agent_id} of {owner}.", err=True)

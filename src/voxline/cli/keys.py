@@ -25,8 +25,7 @@ from voxline.auth.keys import (
     validate_owner,
     validate_scopes,
 )
-from voxline.config import Settings
-from voxline.store.database import Database
+from voxline.cli.options import DatabaseUrl, DataDir, open_database
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -36,14 +35,6 @@ class Env(StrEnum):
     live = "live"
 
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Data directory (default: VOXLINE_DATA_DIR, else the user data directory).",
-        file_okay=False,
-    ),
-]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -64,9 +55,8 @@ Owner = Annotated[
 
 
 @contextmanager
-def _key_store(data_dir: Path | None) -> Iterator[KeyStore]:
-    settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
-    with Database(settings.database_path) as db:
+def _key_store(data_dir: Path | None, database_url: str | None) -> Iterator[KeyStore]:
+    with open_database(data_dir, database_url) as db:
         yield KeyStore(db)
 
 
@@ -126,13 +116,14 @@ def create(
     ] = None,
     as_json: AsJson = False,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Create a key and print its secret, which is shown this once only."""
     try:
         scopes = validate_scopes(scope or [SCOPE_SESSION])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scope") from None
-    with _key_store(data_dir) as store:
+    with _key_store(data_dir, database_url) as store:
         key, secret = store.create(
             env=env.value,
             scopes=scopes,
@@ -151,9 +142,11 @@ def create(
 
 
 @app.command("list")
-def list_keys(as_json: AsJson = False, data_dir: DataDir = None) -> None:
+def list_keys(
+    as_json: AsJson = False, data_dir: DataDir = None, database_url: DatabaseUrl = None
+) -> None:
     """List keys (never their secrets)."""
-    with _key_store(data_dir) as store:
+    with _key_store(data_dir, database_url) as store:
         keys = store.list()
     if as_json:
         typer.echo(json.dumps([_as_json(key) for key in keys]))
@@ -190,9 +183,10 @@ def list_keys(as_json: AsJson = False, data_dir: DataDir = None) -> None:
 def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id, key_…")],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a key: sessions can no longer start with it or with tokens minted from it."""
-    with _key_store(data_dir) as store:
+    with _key_store(data_dir, database_url) as store:
         if store.revoke(key_id):
             typer.echo(f"Revoked {key_id}.")
         elif store.get(key_id) is None:

@@ -3,9 +3,49 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+from voxline.config import Settings
+from voxline.store.database import Database
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data directory (default: VOXLINE_DATA_DIR, else the user data directory).",
+        file_okay=False,
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="The server's database, postgresql://… (default: VOXLINE_DATABASE_URL, else "
+        "the SQLite file in the data directory).",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def open_database(data_dir: Path | None, database_url: str | None) -> Iterator[Database]:
+    """The database the server of these options (and ``VOXLINE_*`` variables) uses."""
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    try:
+        settings = Settings(**overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--database-url") from None
+    with Database(settings.database) as db:
+        yield db
 
 
 def configure_fields(configure: str | None) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def quickstart_key(settings: Settings) -> str:
     """A test key for trying the server out, created once and kept in the data directory
     (mode 0600) so that it can be shown again; the database only ever holds its hash."""
     path = settings.data_dir / "quickstart-key"
-    db = Database(settings.database_path)
+    db = Database(settings.database)
     try:
         keys = KeyStore(db)
         if path.exists():
@@ -65,6 +65,8 @@ SERVE_FLAGS: Final = SettingFlags(
         "--config": "config_file",
         "--agent": "agent",
         "--data-dir": "data_dir",
+        "--database-url": "database_url",
+        "--node": "node",
         "--redis-url": "redis_url",
         "--public-url": "public_url",
         "--trusted-proxy": "trusted_proxies",  # given once per proxy

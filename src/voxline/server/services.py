@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
+from sqlalchemy import text
 
 from voxline import __version__
 from voxline.admission import Admission
@@ -122,12 +123,12 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.db = Database(settings.database_path)
+        self.db = Database(settings.database)
         self.keys = KeyStore(self.db)
         self.agents = AgentStore(self.db)
         self.servers = ServerRegistry(self.db, stale_after_s=6 * HEARTBEAT_INTERVAL_S)
         self.server_id = self.servers.register()
-        self.calls = CallRecords(self.db, server_id=self.server_id)
+        self.calls = CallRecords(self.db, server_id=self.server_id, node=settings.node)
         self.live_calls = LiveCalls()
         self._heartbeat: asyncio.Task[None] | None = None
         self._draining = False
@@ -216,7 +217,7 @@ class Services:
     def _database_answers(self) -> bool:
         try:
             with self.db.read() as conn:
-                conn.execute("SELECT 1").fetchone()
+                conn.execute(text("SELECT 1")).one()
         except Exception:
             return False
         return True

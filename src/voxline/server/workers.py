@@ -4,9 +4,9 @@ One process serves every caller on one event loop, and that loop is what caps ho
 real-time callers one process holds (see ``docs/performance.md``). With ``workers`` above 1,
 uvicorn's supervisor starts that many processes on the same listening socket and replaces
 any that dies. The workers share limits and browser tokens through Redis (the settings
-insist on it), call records and keys through the SQLite database (WAL mode, one writer at a
-time), and Prometheus metrics through prometheus_client's multiprocess files, so that
-``/metrics`` on any worker reports the whole server.
+insist on it), call records and keys through the database (an SQLite file in WAL mode, or
+the PostgreSQL that several nodes share), and Prometheus metrics through prometheus_client's
+multiprocess files, so that ``/metrics`` on any worker reports the whole server.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
     if settings.workers == 1:
         uvicorn.run(create_app(settings, max_connections=max_connections), **options)
         return
-    Database(settings.database_path).close()  # migrate once, before the workers start
+    Database(settings.database).close()  # migrate once, before the workers start
     with tempfile.TemporaryDirectory(prefix="voxline-metrics-") as metrics_dir:
         os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
         os.environ[_HANDOVER_VARIABLE] = json.dumps(

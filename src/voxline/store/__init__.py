@@ -1,1 +1,2 @@
-"""Persistent state in SQLite: API keys, agent profiles and call records."""
+"""Persistent state: API keys, agent profiles and call records, in an SQLite file or a
+shared PostgreSQL."""

@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
+from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
+
 from voxline.protocol.agent_profile import AgentProfile
 from voxline.protocol.connect import AGENT_ID_PREFIX
 from voxline.store.database import Database
+from voxline.store.schema import agents
 
 MAX_AGENTS_PER_OWNER: Final = 1000
 """Bounds what one owner's keys can store (a profile may hold a megabyte of knowledge)."""
@@ -26,38 +29,43 @@ class TooManyAgents(Exception):
     """The owner already has :data:`MAX_AGENTS_PER_OWNER` agents."""
 
 
-_COLUMNS: Final = (
-    "id, owner, name, settings, vocabulary, knowledge, knowledge_file, created_at, updated_at"
+_SELECT: Final = select(
+    agents.c.id,
+    agents.c.owner,
+    agents.c.name,
+    agents.c.settings,
+    agents.c.vocabulary,
+    agents.c.knowledge,
+    agents.c.knowledge_file,
+    agents.c.created_at,
+    agents.c.updated_at,
 )
 
 
-def _profile(row: tuple[Any, ...]) -> AgentProfile:
-    id_, owner, name, settings, vocabulary, knowledge, knowledge_file, created, updated = row
+def _profile(row: Row[*tuple[Any, ...]]) -> AgentProfile:
     return AgentProfile(
-        id=id_,
-        owner=owner,
-        name=name,
-        settings=json.loads(settings),
-        vocabulary=tuple(json.loads(vocabulary)),
-        knowledge=knowledge,
-        knowledge_file=knowledge_file,
-        created_at=created,
-        updated_at=updated,
+        id=row.id,
+        owner=row.owner,
+        name=row.name,
+        settings=json.loads(row.settings),
+        vocabulary=tuple(json.loads(row.vocabulary)),
+        knowledge=row.knowledge,
+        knowledge_file=row.knowledge_file,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
-def _row(profile: AgentProfile) -> tuple[Any, ...]:
-    return (
-        profile.id,
-        profile.owner,
-        profile.name,
-        json.dumps(dict(profile.settings), ensure_ascii=False),
-        json.dumps(list(profile.vocabulary), ensure_ascii=False),
-        profile.knowledge,
-        profile.knowledge_file,
-        profile.created_at,
-        profile.updated_at,
-    )
+def _values(profile: AgentProfile) -> dict[str, Any]:
+    """The columns of ``profile`` a change can touch."""
+    return {
+        "name": profile.name,
+        "settings": json.dumps(dict(profile.settings), ensure_ascii=False),
+        "vocabulary": json.dumps(list(profile.vocabulary), ensure_ascii=False),
+        "knowledge": profile.knowledge,
+        "knowledge_file": profile.knowledge_file,
+        "updated_at": profile.updated_at,
+    }
 
 
 class AgentStore:
@@ -71,35 +79,34 @@ class AgentStore:
         """A new agent of ``owner`` made of ``fields`` (``name`` among them)."""
         now = time.time()
         with self._db.write() as conn:
-            (count,) = conn.execute(
-                "SELECT COUNT(*) FROM agents WHERE owner = ?", (owner,)
-            ).fetchone()
+            count = conn.execute(
+                select(func.count()).select_from(agents).where(agents.c.owner == owner)
+            ).scalar_one()
             if count >= MAX_AGENTS_PER_OWNER:
                 raise TooManyAgents
             agent_id = _new_id()
-            while conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone():
+            while conn.execute(select(agents.c.id).where(agents.c.id == agent_id)).first():
                 agent_id = _new_id()
             blank = AgentProfile(id=agent_id, owner=owner, name="", created_at=now, updated_at=now)
             profile = blank.merged(fields)
             conn.execute(
-                f"INSERT INTO agents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _row(profile),
+                insert(agents).values(
+                    id=profile.id, owner=owner, created_at=profile.created_at, **_values(profile)
+                )
             )
         return profile
 
     def get(self, owner: str, agent_id: str) -> AgentProfile | None:
         with self._db.read() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM agents WHERE id = ? AND owner = ?", (agent_id, owner)
-            ).fetchone()
+            row = conn.execute(_SELECT.where(*_theirs(owner, agent_id))).one_or_none()
         return None if row is None else _profile(row)
 
     def list(self, owner: str) -> builtins.list[AgentProfile]:
         """The owner's agents, oldest first."""
         with self._db.read() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM agents WHERE owner = ? ORDER BY created_at, id", (owner,)
-            ).fetchall()
+                _SELECT.where(agents.c.owner == owner).order_by(agents.c.created_at, agents.c.id)
+            ).all()
         return [_profile(row) for row in rows]
 
     def update(self, owner: str, agent_id: str, changes: Mapping[str, Any]) -> AgentProfile | None:
@@ -107,25 +114,23 @@ class AgentStore:
         the owner has no such agent."""
         with self._db.write() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM agents WHERE id = ? AND owner = ?", (agent_id, owner)
-            ).fetchone()
+                _SELECT.where(*_theirs(owner, agent_id)).with_for_update()
+            ).one_or_none()
             if row is None:
                 return None
             profile = replace(_profile(row).merged(changes), updated_at=time.time())
-            conn.execute(
-                "UPDATE agents SET name = ?, settings = ?, vocabulary = ?, knowledge = ?, "
-                "knowledge_file = ?, updated_at = ? WHERE id = ?",
-                (*_row(profile)[2:7], profile.updated_at, agent_id),
-            )
+            conn.execute(update(agents).where(agents.c.id == agent_id).values(**_values(profile)))
         return profile
 
     def delete(self, owner: str, agent_id: str) -> bool:
         """Delete the agent; False if the owner has no such agent."""
         with self._db.write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM agents WHERE id = ? AND owner = ?", (agent_id, owner)
-            )
-            return cursor.rowcount == 1
+            result = conn.execute(delete(agents).where(*_theirs(owner, agent_id)))
+            return result.rowcount == 1
+
+
+def _theirs(owner: str, agent_id: str) -> tuple[ColumnElement[bool], ...]:
+    return (agents.c.id == agent_id, agents.c.owner == owner)
 
 
 def _new_id() -> str:

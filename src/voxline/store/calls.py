@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+from sqlalchemy import Row, bindparam, insert, select, update
 
 from voxline.store.database import Database
+from voxline.store.schema import calls
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,16 +25,23 @@ class CallRecord:
     audio_out_seconds: float = 0.0
     turns: int = 0
     barge_ins: int = 0
+    #: The node that served the call (``Settings.node``): the store that opens the record
+    #: fills it in.
+    node: str | None = None
 
 
-_COLUMNS = ", ".join(field.name for field in fields(CallRecord))
-_PLACEHOLDERS = ", ".join("?" for _ in fields(CallRecord))
+_FIELDS: Final = tuple(field.name for field in fields(CallRecord))
+_SELECT: Final = select(*(calls.c[name] for name in _FIELDS))
+_INSERT: Final = insert(calls)
+_FINISH: Final = (
+    update(calls)
+    .where(calls.c.call_id == bindparam("match_call_id"))
+    .where(calls.c.ended_at.is_(None))
+)
 
 
-def _record(row: tuple[Any, ...]) -> CallRecord:
-    return CallRecord(
-        **{field.name: value for field, value in zip(fields(CallRecord), row, strict=True)}
-    )
+def _record(row: Row[*tuple[Any, ...]]) -> CallRecord:
+    return CallRecord(**row._mapping)
 
 
 class CallRecords:
@@ -39,20 +49,23 @@ class CallRecords:
 
     ``server_id`` names the server process that opens records through this object (see
     :mod:`voxline.store.servers`): a row left open when that process is gone is closed as
-    ``server_lost`` by the next process to look.
+    ``server_lost`` by the next process to look. ``node`` names the node it runs on.
     """
 
-    def __init__(self, db: Database, *, server_id: str | None = None) -> None:
+    def __init__(
+        self, db: Database, *, server_id: str | None = None, node: str | None = None
+    ) -> None:
         self._db = db
         self._server_id = server_id
+        self._node = node
 
     def open(self, record: CallRecord) -> None:
         """Insert ``record`` as a session starts, so that a crash still leaves a row."""
+        row = {name: getattr(record, name) for name in _FIELDS}
+        row["server_id"] = self._server_id
+        row["node"] = self._node
         with self._db.write() as conn:
-            conn.execute(
-                f"INSERT INTO calls ({_COLUMNS}, server_id) VALUES ({_PLACEHOLDERS}, ?)",
-                (*astuple(record), self._server_id),
-            )
+            conn.execute(_INSERT, row)
 
     def finish(
         self,
@@ -68,32 +81,28 @@ class CallRecords:
     ) -> bool:
         """Complete an open record. False if there is no such call or it already ended."""
         with self._db.write() as conn:
-            cursor = conn.execute(
-                """
-                UPDATE calls SET ended_at = ?, close_code = ?, close_reason = ?,
-                    audio_in_seconds = ?, audio_out_seconds = ?, turns = ?, barge_ins = ?
-                WHERE call_id = ? AND ended_at IS NULL
-                """,
-                (
-                    ended_at,
-                    close_code,
-                    close_reason,
-                    audio_in_seconds,
-                    audio_out_seconds,
-                    turns,
-                    barge_ins,
-                    call_id,
-                ),
+            result = conn.execute(
+                _FINISH,
+                {
+                    "match_call_id": call_id,
+                    "ended_at": ended_at,
+                    "close_code": close_code,
+                    "close_reason": close_reason,
+                    "audio_in_seconds": audio_in_seconds,
+                    "audio_out_seconds": audio_out_seconds,
+                    "turns": turns,
+                    "barge_ins": barge_ins,
+                },
             )
-            return cursor.rowcount == 1
+            return result.rowcount == 1
 
     def get(self, call_id: str, *, key_id: str | None = None) -> CallRecord | None:
         """The call ``call_id``; with ``key_id``, only if it is that key's."""
+        query = _SELECT.where(calls.c.call_id == call_id)
+        if key_id is not None:
+            query = query.where(calls.c.key_id == key_id)
         with self._db.read() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM calls WHERE call_id = ? AND (? IS NULL OR key_id = ?)",
-                (call_id, key_id, key_id),
-            ).fetchone()
+            row = conn.execute(query).one_or_none()
         return None if row is None else _record(row)
 
     def recent(self, limit: int = 50, *, key_id: str | None = None) -> list[CallRecord]:
@@ -101,10 +110,9 @@ class CallRecords:
         that key only."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        query = _SELECT.order_by(calls.c.started_at.desc(), calls.c.call_id.desc()).limit(limit)
+        if key_id is not None:
+            query = query.where(calls.c.key_id == key_id)
         with self._db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM calls WHERE ? IS NULL OR key_id = ? "
-                "ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                (key_id, key_id, limit),
-            ).fetchall()
+            rows = conn.execute(query).all()
         return [_record(row) for row in rows]

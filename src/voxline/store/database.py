@@ -1,176 +1,189 @@
-"""The SQLite database holding API keys, agent profiles and call records."""
+"""The database holding API keys, agent profiles and call records: an SQLite file (the
+embedded default) or a PostgreSQL server shared by several nodes, with one schema
+(:mod:`voxline.store.schema`) and one migration history (:mod:`voxline.store.migrations`,
+run by Alembic) for both.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Final
 
-#: Each entry moves the schema one version up; ``PRAGMA user_version`` records how many ran.
-#: Append new migrations, never edit shipped ones.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            env TEXT NOT NULL CHECK (env IN ('test', 'live')),
-            secret_digest BLOB NOT NULL UNIQUE,
-            display_prefix TEXT NOT NULL,
-            scopes TEXT NOT NULL,
-            label TEXT NOT NULL,
-            concurrency INTEGER CHECK (concurrency IS NULL OR concurrency >= 1),
-            daily_audio_seconds REAL
-                CHECK (daily_audio_seconds IS NULL OR daily_audio_seconds > 0),
-            created_at REAL NOT NULL,
-            revoked_at REAL
-        )
-        """,
-        """
-        CREATE TABLE calls (
-            call_id TEXT PRIMARY KEY,
-            key_id TEXT NOT NULL,
-            session_label TEXT,
-            transport TEXT NOT NULL,
-            started_at REAL NOT NULL,
-            ended_at REAL,
-            close_code INTEGER,
-            close_reason TEXT,
-            audio_in_seconds REAL NOT NULL,
-            audio_out_seconds REAL NOT NULL,
-            turns INTEGER NOT NULL,
-            barge_ins INTEGER NOT NULL
-        )
-        """,
-        "CREATE INDEX calls_by_start ON calls (started_at)",
-    ),
-    (
-        # The server processes writing call records (see voxline.store.servers), and which
-        # one each call is on, so that a process that starts can close the calls of one
-        # that died.
-        """
-        CREATE TABLE servers (
-            server_id TEXT PRIMARY KEY,
-            host TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            pid_started_at REAL NOT NULL,
-            started_at REAL NOT NULL,
-            heartbeat_at REAL NOT NULL
-        )
-        """,
-        "ALTER TABLE calls ADD COLUMN server_id TEXT",
-        "CREATE INDEX open_calls_by_server ON calls (server_id) WHERE ended_at IS NULL",
-    ),
-    (
-        # Stored agent profiles (see voxline.store.agents), and the owner each key acts
-        # for: a key sees and uses its owner's agents only.
-        "ALTER TABLE api_keys ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'",
-        """
-        CREATE TABLE agents (
-            id TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            name TEXT NOT NULL,
-            settings TEXT NOT NULL,
-            vocabulary TEXT NOT NULL,
-            knowledge TEXT,
-            knowledge_file TEXT,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL
-        )
-        """,
-        "CREATE INDEX agents_by_owner ON agents (owner, created_at)",
-    ),
-)
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
 
-SCHEMA_VERSION = len(MIGRATIONS)
+#: Before Alembic, ``PRAGMA user_version`` counted the migrations an SQLite file had run;
+#: revision ``000N`` is the schema of version N, so such a file is stamped with it and
+#: upgraded from there. Migrating sets ``user_version`` to the head's number, so that a
+#: voxline of that time refuses a file it no longer knows.
+LEGACY_VERSIONS: Final = 3
+#: Serialises migrations of processes starting together on one PostgreSQL database.
+_MIGRATION_LOCK: Final = 0x766F786C696E65  # "voxline"
 
 
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer voxline than this one."""
 
 
-class Database:
-    """One SQLite connection shared by every thread, serialised by a lock.
+class DatabaseClosedError(RuntimeError):
+    """The database was closed."""
 
-    Callers run these methods in worker threads (``asyncio.to_thread``), whose threads come
-    and go. One connection behind a lock, rather than one per thread, leaves nothing to leak
-    when a pool thread exits, lets :meth:`close` close everything deterministically, and
-    costs nothing: SQLite admits one writer at a time anyway, and every statement here is a
-    sub-millisecond primary-key or index lookup. WAL mode lets other processes (the CLI, a
-    second server) read while this one writes, and the busy timeout makes concurrent writers
-    wait instead of failing.
+
+def database_url(target: str | Path) -> URL:
+    """The SQLAlchemy URL of ``target``: an SQLite file's path, or a ``sqlite:///`` or
+    ``postgresql://`` URL (driven by psycopg 3); ``ValueError`` for anything else."""
+    if isinstance(target, Path):
+        return URL.create("sqlite", database=str(target))
+    url = make_url(target)
+    backend = url.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        return url.set(drivername="sqlite")
+    raise ValueError("the database is an SQLite file (sqlite:///PATH) or postgresql://…")
+
+
+class Database:
+    """The store's engine: connections for reading (:meth:`read`) and writing
+    (:meth:`write`), taken by blocking methods that callers run in worker threads
+    (``asyncio.to_thread``).
+
+    SQLite: one connection shared by every thread, serialised by a lock, as SQLite admits
+    one writer at a time anyway and every statement here is a sub-millisecond primary-key
+    or index lookup; waiting on the lock costs nothing where contending for the file's
+    lock would sleep in SQLite's busy handler, and a pool's checkout would cost a call's
+    record more than its statements do. WAL mode lets other processes (the
+    CLI, a second server) read while this one writes, and the busy timeout makes
+    concurrent writers wait instead of failing. PostgreSQL: a pool of connections, checked
+    before use so that a restarted server is reconnected to, not failed on.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, target: str | Path, *, busy_timeout_s: float = 5.0) -> None:
+        self.url = database_url(target)
+        self._closed = False
         self._lock = threading.Lock()
-        # Autocommit mode: transactions are begun explicitly in write().
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
+        self._shared: Connection | None = None
+        if self.sqlite:
+            assert self.url.database is not None
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = create_engine(
+                self.url,
+                connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            )
+            _sqlite_setup(self._engine, busy_timeout_s)
+        else:
+            self._engine = create_engine(
+                self.url,
+                pool_size=5,
+                max_overflow=10,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 5, "application_name": "voxline"},
+            )
         try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout_s * 1000)}")
             self._migrate()
         except BaseException:
             self.close()
             raise
 
+    @property
+    def sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, if that is where the database is."""
+        return Path(self.url.database) if self.sqlite and self.url.database else None
+
     def _migrate(self) -> None:
         with self.write() as conn:
-            # Read inside the write transaction so that two processes starting at once
-            # cannot both apply the same migration.
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
+            # Inside one write transaction, so that two processes starting at once cannot
+            # both apply the same migration.
+            if not self.sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+            config = _alembic_config(conn)
+            scripts = _scripts()
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current is None and self.sqlite:
+                current = self._stamp_legacy(conn, config)
+            if current is not None and current not in _known(scripts):
                 raise SchemaTooNewError(
-                    f"{self.path} has schema version {version}; this voxline knows up to "
-                    f"{SCHEMA_VERSION}"
+                    f"{self.url.render_as_string(hide_password=True)} has schema revision "
+                    f"{current}; this voxline knows up to {scripts.get_current_head()}"
                 )
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
+            if current != scripts.get_current_head():
+                command.upgrade(config, "head")
+            if self.sqlite:
+                conn.exec_driver_sql(f"PRAGMA user_version = {_number(scripts)}")
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.ProgrammingError("the database is closed")
-        return self._conn
+    def _stamp_legacy(self, conn: Connection, config: Config) -> str | None:
+        """The revision of an SQLite file migrated before Alembic, stamped into it."""
+        version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+        if version == 0:
+            return None
+        if version > LEGACY_VERSIONS:
+            raise SchemaTooNewError(
+                f"{self.path} has schema version {version} and no revision this voxline knows"
+            )
+        revision = f"{version:04d}"
+        command.stamp(config, revision)
+        return revision
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """The connection, for statements that only read."""
-        with self._lock:
-            yield self._connection()
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """The connection inside a transaction, committed on success, rolled back on error.
-
-        ``BEGIN IMMEDIATE`` takes the write lock up front: a deferred transaction that
-        later tries to upgrade from read to write can fail at once with "database is
-        locked" whatever the busy timeout.
-        """
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+    def _connection(self) -> Iterator[Connection]:
+        if self._closed:
+            raise DatabaseClosedError("the database is closed")
+        if not self.sqlite:
+            with self._engine.connect() as conn:
                 yield conn
-            except BaseException:
-                # SQLite may already have rolled back by itself (for example on SQLITE_FULL).
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            return
+        with self._lock:
+            if self._closed:
+                raise DatabaseClosedError("the database is closed")
+            if self._shared is None:
+                self._shared = self._engine.connect()
+            try:
+                yield self._shared
+            finally:
+                if self._shared.in_transaction():  # a read's, begun by SQLAlchemy
+                    self._shared.rollback()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for statements that only read."""
+        with self._connection() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A connection inside a transaction, committed on success, rolled back on error.
+
+        On SQLite, ``BEGIN IMMEDIATE`` takes the write lock up front: a deferred
+        transaction that later upgrades from read to write can fail at once with "database
+        is locked" whatever the busy timeout. It goes to the driver's connection directly:
+        a ``begin`` event listener would slow every statement of the engine, and a
+        statement through SQLAlchemy costs more than this one's work.
+        """
+        with self._connection() as conn, conn.begin():
+            if self.sqlite:
+                conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            yield conn
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._closed = True
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
+        self._engine.dispose()
 
     def __enter__(self) -> Database:
         return self
@@ -182,3 +195,41 @@ class Database:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _sqlite_setup(engine: Engine, busy_timeout_s: float) -> None:
+    """Each new SQLite connection: WAL, and transactions begun by :meth:`Database.write`
+    alone (Python's driver would begin its own, deferred, before a write; see SQLAlchemy's
+    notes on pysqlite), so that reads run outside any, as single statements."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout = {round(busy_timeout_s * 1000)}")
+        cursor.close()
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migrations, read once per process."""
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def _alembic_config(conn: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "voxline.store:migrations")
+    config.attributes["connection"] = conn
+    return config
+
+
+def _known(scripts: ScriptDirectory) -> set[str]:
+    return {script.revision for script in scripts.walk_revisions()}
+
+
+def _number(scripts: ScriptDirectory) -> int:
+    head = scripts.get_current_head()
+    assert head is not None
+    return int(head)

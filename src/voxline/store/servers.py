@@ -27,8 +27,10 @@ import uuid
 from dataclasses import dataclass
 
 import psutil
+from sqlalchemy import ColumnElement, Update, case, delete, insert, or_, select, update
 
 from voxline.store.database import Database
+from voxline.store.schema import calls, servers
 
 SERVER_LOST = "server_lost"
 #: The code a lost call's client saw: its connection just dropped.
@@ -80,16 +82,23 @@ class ServerRegistry:
         pid = os.getpid()
         with self._db.write() as conn:
             conn.execute(
-                "INSERT INTO servers (server_id, host, pid, pid_started_at, started_at, "
-                "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (server_id, self._host, pid, psutil.Process(pid).create_time(), now, now),
+                insert(servers).values(
+                    server_id=server_id,
+                    host=self._host,
+                    pid=pid,
+                    pid_started_at=psutil.Process(pid).create_time(),
+                    started_at=now,
+                    heartbeat_at=now,
+                )
             )
         return server_id
 
     def heartbeat(self, server_id: str) -> None:
         with self._db.write() as conn:
             conn.execute(
-                "UPDATE servers SET heartbeat_at = ? WHERE server_id = ?", (time.time(), server_id)
+                update(servers)
+                .where(servers.c.server_id == server_id)
+                .values(heartbeat_at=time.time())
             )
 
     def deregister(self, server_id: str, *, reason: str) -> int:
@@ -97,11 +106,11 @@ class ServerRegistry:
         (normally nothing), forget the process; the number of calls closed."""
         with self._db.write() as conn:
             closed = conn.execute(
-                "UPDATE calls SET ended_at = ?, close_code = 1001, close_reason = ? "
-                "WHERE server_id = ? AND ended_at IS NULL",
-                (time.time(), reason, server_id),
+                _close_open_calls(calls.c.server_id == server_id).values(
+                    ended_at=time.time(), close_code=1001, close_reason=reason
+                )
             ).rowcount
-            conn.execute("DELETE FROM servers WHERE server_id = ?", (server_id,))
+            conn.execute(delete(servers).where(servers.c.server_id == server_id))
         return closed
 
     def close_lost_calls(self) -> int:
@@ -112,23 +121,36 @@ class ServerRegistry:
             registered = [
                 _Registered(*row)
                 for row in conn.execute(
-                    "SELECT server_id, host, pid, pid_started_at, heartbeat_at FROM servers"
+                    select(
+                        servers.c.server_id,
+                        servers.c.host,
+                        servers.c.pid,
+                        servers.c.pid_started_at,
+                        servers.c.heartbeat_at,
+                    )
                 )
             ]
             gone = [server for server in registered if self._gone(server, now)]
             closed = 0
             for server in gone:
+                # Its last sign of life, or the call's start if that came later.
+                ended_at = case(
+                    (calls.c.started_at > server.heartbeat_at, calls.c.started_at),
+                    else_=server.heartbeat_at,
+                )
                 closed += conn.execute(
-                    "UPDATE calls SET ended_at = MAX(started_at, ?), close_code = ?, "
-                    "close_reason = ? WHERE server_id = ? AND ended_at IS NULL",
-                    (server.heartbeat_at, SERVER_LOST_CODE, SERVER_LOST, server.server_id),
+                    _close_open_calls(calls.c.server_id == server.server_id).values(
+                        ended_at=ended_at, close_code=SERVER_LOST_CODE, close_reason=SERVER_LOST
+                    )
                 ).rowcount
-                conn.execute("DELETE FROM servers WHERE server_id = ?", (server.server_id,))
+                conn.execute(delete(servers).where(servers.c.server_id == server.server_id))
             closed += conn.execute(
-                "UPDATE calls SET ended_at = ?, close_code = ?, close_reason = ? "
-                "WHERE ended_at IS NULL AND (server_id IS NULL OR server_id NOT IN "
-                "(SELECT server_id FROM servers))",
-                (now, SERVER_LOST_CODE, SERVER_LOST),
+                _close_open_calls(
+                    or_(
+                        calls.c.server_id.is_(None),
+                        calls.c.server_id.not_in(select(servers.c.server_id)),
+                    )
+                ).values(ended_at=now, close_code=SERVER_LOST_CODE, close_reason=SERVER_LOST)
             ).rowcount
         return closed
 
@@ -136,3 +158,7 @@ class ServerRegistry:
         if server.host == self._host:
             return not _alive(server.pid, server.pid_started_at)
         return server.heartbeat_at < now - self._stale_after_s
+
+
+def _close_open_calls(whose: ColumnElement[bool]) -> Update:
+    return update(calls).where(whose, calls.c.ended_at.is_(None))
