@@ -3,6 +3,9 @@ server's data directory for the ones a real server authenticates."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,6 +65,25 @@ def create_key(
         )
     _created.setdefault(data_dir.resolve(), []).append(secret)
     return key, secret
+
+
+def create_key_with_cli(
+    database_url: str,
+    *,
+    servers: Iterable[Path],
+    scopes: Iterable[str] = ("omni:session",),
+    concurrency: int | None = None,
+) -> tuple[str, str]:
+    """A key made with ``voxline keys create --database-url``, for the servers of the data
+    directories ``servers`` (whose logs must never show it); its id and secret."""
+    command = [sys.executable, "-m", "voxline", "keys", "create", "--json"]
+    command += ["--database-url", database_url, *(f"--scope={scope}" for scope in scopes)]
+    if concurrency is not None:
+        command.append(f"--concurrency={concurrency}")
+    created = json.loads(subprocess.run(command, check=True, capture_output=True).stdout)
+    for data_dir in servers:
+        _created.setdefault(data_dir.resolve(), []).append(created["secret"])
+    return created["id"], created["secret"]
 
 
 def stored_key(data_dir: Path, secret: str) -> ApiKey:

@@ -33,6 +33,8 @@ class RunningServer:
     port: int
     data_dir: Path
     log_path: Path
+    #: The database the server shares with others, if not the file in its data directory.
+    database_url: str | None = None
 
     @property
     def http(self) -> str:
@@ -69,7 +71,7 @@ class RunningServer:
         """The record of ``call_id`` in this server's database, once it is finished."""
         deadline = time.monotonic() + timeout
         while True:
-            with Database(self.data_dir / "voxline.db") as db:
+            with Database(self.database_url or self.data_dir / "voxline.db") as db:
                 record = CallRecords(db).get(call_id)
             if record is not None and record.ended_at is not None:
                 return record
@@ -84,13 +86,16 @@ def run_server(
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
     agent: str = "echo",
+    database_url: str | None = None,
 ) -> Iterator[RunningServer]:
     data_dir.mkdir(parents=True, exist_ok=True)
+    if database_url is not None:
+        args = ("--database-url", database_url, *args)
     log_path = data_dir / f"server-{os.getpid()}-{next(_started)}.log"
     with log_path.open("wb") as log:
         try:
             with serve_process(data_dir, agent=agent, args=args, env=env, output=log) as spawned:
-                yield RunningServer(spawned.process, spawned.port, data_dir, log_path)
+                yield RunningServer(spawned.process, spawned.port, data_dir, log_path, database_url)
         except ServerFailed as exc:
             raise ServerFailed(f"{exc}:\n{log_path.read_text(errors='replace')}") from exc
     assert_no_secret_logged(data_dir, log_path)
