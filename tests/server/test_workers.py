@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tests.support.api import ORIGIN, mint_token, open_with_token, scrape, value
 from tests.support.caller import Caller
 from tests.support.server import OPEN_LIMITS, RunningServer, run_server
+from tests.support.workers import worker_of, workers_of
 from voxline.config import Settings
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
@@ -35,28 +36,6 @@ def workers_server(
     args = ("--workers", str(WORKERS), "--redis-url", redis_url)
     with run_server(tmp_path_factory.mktemp("workers"), env=OPEN_LIMITS, args=args) as server:
         yield server
-
-
-def workers_of(server: RunningServer) -> list[psutil.Process]:
-    """The worker processes: the supervisor's children that listen on the server's port."""
-    found = []
-    for child in psutil.Process(server.process.pid).children():
-        try:
-            if any(c.laddr and c.laddr.port == server.port for c in child.net_connections()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
-def worker_of(server: RunningServer, caller: Caller) -> int:
-    """The pid of the worker that holds ``caller``'s connection."""
-    client_port = caller.ws.local_address[1]
-    for worker in workers_of(server):
-        for conn in worker.net_connections():
-            if conn.raddr and conn.raddr.port == client_port:
-                return worker.pid
-    raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
 async def callers_on_every_worker(

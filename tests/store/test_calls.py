@@ -112,6 +112,24 @@ def test_a_record_says_which_node_served_it(db: Database) -> None:
     assert record is not None and record.node == "node-a"
 
 
+def test_the_open_calls_of_a_node_are_counted(db: Database) -> None:
+    mine, theirs = CallRecords(db, node="node-a"), CallRecords(db, node="node-b")
+    for n in range(3):
+        mine.open(started(f"call_{n}"))
+    theirs.open(started("call_3"))
+    finish = {
+        "ended_at": 2.0,
+        "close_code": 1000,
+        "close_reason": None,
+        "audio_in_seconds": 0.0,
+        "audio_out_seconds": 0.0,
+        "turns": 0,
+        "barge_ins": 0,
+    }
+    mine.finish("call_0", **finish)  # type: ignore[arg-type]
+    assert (mine.open_on_node(), theirs.open_on_node()) == (2, 1)
+
+
 async def test_concurrent_use_from_worker_threads(calls: CallRecords) -> None:
     await asyncio.gather(
         *(asyncio.to_thread(calls.open, started(f"call_{n}", float(n))) for n in range(50)),

@@ -39,6 +39,8 @@ SCOPE_AGENTS_READ = "agents:read"
 """List and read the owner's agent profiles."""
 SCOPE_AGENTS_WRITE = "agents:write"
 """Create, update and delete the owner's agent profiles (and read them)."""
+SCOPE_SERVER_DRAIN = "server:drain"
+"""Drain the node: an operator's scope (``POST /admin/drain``)."""
 KNOWN_SCOPES = frozenset(
     {
         SCOPE_SESSION,
@@ -49,6 +51,7 @@ KNOWN_SCOPES = frozenset(
         SCOPE_TRANSCRIPTION,
         SCOPE_AGENTS_READ,
         SCOPE_AGENTS_WRITE,
+        SCOPE_SERVER_DRAIN,
     }
 )
 _IMPLIED_BY = {

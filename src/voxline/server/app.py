@@ -25,6 +25,7 @@ from voxline.server import agents_api, transcription_api
 from voxline.server.account_api import account_routes
 from voxline.server.body_limit import BodyLimit
 from voxline.server.capacity import ConnectionCap
+from voxline.server.drain_api import drain_routes
 from voxline.server.issuing import error_response as _error
 from voxline.server.issuing import issue_token
 from voxline.server.rest import bearer_key
@@ -115,13 +116,18 @@ async def metrics(request: Request) -> Response:
 
 
 def create_app(
-    settings: Settings, services: Services | None = None, *, max_connections: int | None = None
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    max_connections: int | None = None,
+    boot: str | None = None,
 ) -> Starlette:
-    """The app; ``max_connections`` caps its open WebSockets (unset: no cap)."""
+    """The app; ``max_connections`` caps its open WebSockets (unset: no cap); ``boot``
+    names this start of the node, which all its worker processes share."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = running = services or Services(settings)
+        app.state.services = running = services or Services(settings, boot=boot)
         await running.start()
         undo = drain_on_signals(running.drain)
         try:
@@ -147,6 +153,7 @@ def create_app(
             *account_routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *drain_routes,
             Route("/metrics", metrics),
             *web_routes(),
         ],

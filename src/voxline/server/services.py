@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,7 @@ from voxline.limits.policy import LimitPolicy
 from voxline.protocol.errors import CloseCode
 from voxline.server.metrics import Metrics
 from voxline.session.agent import Agent
-from voxline.state.backend import StateBackend
+from voxline.state.backend import StateBackend, StateUnavailable
 from voxline.state.memory import MemoryBackend
 from voxline.store.agents import AgentStore
 from voxline.store.calls import CallRecords
@@ -47,6 +49,12 @@ SHUTDOWN_CODE = CloseCode.GOING_AWAY
 #: How often this process tells the database it is alive, and looks for calls of
 #: processes that are not (see :mod:`voxline.store.servers`).
 HEARTBEAT_INTERVAL_S = 10.0
+#: How often each process of a node of several (``--workers``) looks for a drain that
+#: another of them was asked for.
+DRAIN_WATCH_INTERVAL_S = 1.0
+#: How long a drain request is kept in the shared state: a node drained for longer is
+#: expected to have been stopped (its next start is a new boot, which no drain names).
+DRAIN_TTL_S = 7 * 24 * 3600.0
 
 
 def load_voices(settings: Settings) -> VoiceLibrary:
@@ -120,8 +128,11 @@ def build_agent(
 
 
 class Services:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, boot: str | None = None) -> None:
+        """``boot`` names this start of the node, shared by all its processes (a fresh
+        one when not given: a node of one process)."""
         self.settings = settings
+        self.boot = boot or uuid.uuid4().hex
         self.metrics = Metrics()
         self.db = Database(settings.database)
         self.keys = KeyStore(self.db)
@@ -131,6 +142,7 @@ class Services:
         self.calls = CallRecords(self.db, server_id=self.server_id, node=settings.node)
         self.live_calls = LiveCalls()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._drain_watch: asyncio.Task[None] | None = None
         self._draining = False
         self.backend: StateBackend = (
             _redis_backend(settings.redis_url) if settings.redis_url else MemoryBackend()
@@ -157,17 +169,48 @@ class Services:
         self.metrics.start()
         await self._close_lost_calls()
         self._heartbeat = asyncio.create_task(self._beat())
+        if self.settings.workers > 1:
+            self._drain_watch = asyncio.create_task(self._watch_drain())
         await self.vad.start()
         await self.agent.start()
         if self.event_socket is not None:
             self.event_socket.start()
 
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def _stop_admitting(self) -> None:
+        self._draining = True
+        self.admission.stop_sessions()
+
+    async def request_drain(self) -> None:
+        """Admit no new session on this node, in any of its processes, and leave the live
+        ones to end as they will: readiness fails from now on, so that a load balancer
+        sends new callers elsewhere. :class:`StateUnavailable` if the other processes of
+        the node cannot be told (this one is draining all the same)."""
+        self._stop_admitting()
+        if self.settings.workers > 1:
+            await self.backend.put(self._drain_key, {"requested_at": time.time()}, DRAIN_TTL_S)
+
+    @property
+    def _drain_key(self) -> str:
+        return f"drain:{self.settings.node}:{self.boot}"
+
+    async def _watch_drain(self) -> None:
+        while not self._draining:
+            await asyncio.sleep(DRAIN_WATCH_INTERVAL_S)
+            try:
+                if await self.backend.get(self._drain_key) is not None:
+                    self._stop_admitting()
+            except StateUnavailable:
+                continue
+
     async def drain(self) -> None:
         """Shut down gracefully: admit no new session, end every live one with
         ``session_end`` ``server_shutdown`` and close 1001, and wait up to the grace period
         for their records. Readiness fails from now on."""
-        self._draining = True
-        self.admission.stop_sessions()
+        self._stop_admitting()
         grace = self.settings.shutdown_grace_seconds
         if len(self.live_calls):
             log.info("ending %d session(s) for shutdown", len(self.live_calls))
@@ -175,10 +218,11 @@ class Services:
 
     async def aclose(self) -> None:
         await self.drain()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for task in (self._heartbeat, self._drain_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.event_socket is not None:
             await self.event_socket.aclose()
         await self.agent.aclose()

@@ -17,6 +17,7 @@ import logging.config
 import math
 import os
 import tempfile
+import uuid
 from typing import Any, Final
 
 import uvicorn
@@ -85,6 +86,7 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
                 "settings": settings.model_dump(mode="json"),
                 "log_level": log_level,
                 "max_connections": max_connections,
+                "boot": uuid.uuid4().hex,
             }
         )
         try:
@@ -100,6 +102,7 @@ def worker_app() -> Starlette:
     return create_app(
         Settings.model_validate(handover["settings"]),
         max_connections=handover["max_connections"],
+        boot=handover["boot"],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 
 from voxline.store.database import Database
 from voxline.store.schema import calls
@@ -95,6 +95,16 @@ class CallRecords:
                 },
             )
             return result.rowcount == 1
+
+    def open_on_node(self) -> int:
+        """How many calls of this object's node are open: live, or left by a process that
+        died and not yet closed as lost."""
+        with self._db.read() as conn:
+            return conn.execute(
+                select(func.count())
+                .select_from(calls)
+                .where(calls.c.node == self._node, calls.c.ended_at.is_(None))
+            ).scalar_one()
 
     def get(self, call_id: str, *, key_id: str | None = None) -> CallRecord | None:
         """The call ``call_id``; with ``key_id``, only if it is that key's."""

@@ -98,11 +98,6 @@ class Database:
     def sqlite(self) -> bool:
         return self.url.get_backend_name() == "sqlite"
 
-    @property
-    def path(self) -> Path | None:
-        """The SQLite file, if that is where the database is."""
-        return Path(self.url.database) if self.sqlite and self.url.database else None
-
     def _migrate(self) -> None:
         with self.write() as conn:
             # Inside one write transaction, so that two processes starting at once cannot
@@ -131,7 +126,8 @@ class Database:
             return None
         if version > LEGACY_VERSIONS:
             raise SchemaTooNewError(
-                f"{self.path} has schema version {version} and no revision this voxline knows"
+                f"{self.url.database} has schema version {version} and no revision this "
+                "voxline knows"
             )
         revision = f"{version:04d}"
         command.stamp(config, revision)
