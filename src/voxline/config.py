@@ -207,7 +207,8 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         min_length=1,
         max_length=255,
-        description="this server's name in the call records (which node served a call)",
+        description="this node's name: in its call records, and what /admin/drain drains; "
+        "unique among the nodes sharing a database and Redis",
     )
     agent: Literal["echo", "default"] = Field(
         "default", description="echo repeats callers; default answers them"

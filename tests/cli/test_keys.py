@@ -122,3 +122,19 @@ def test_data_dir_defaults_to_the_settings(tmp_path: Path) -> None:
     assert (tmp_path / "from-env" / "voxline.db").exists()
     listed = json.loads(invoke("list", "--json", env=env).stdout)
     assert [key["id"] for key in listed] == [created["id"]]
+
+
+def test_database_url_wins_over_the_data_dir(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.db"
+    url = f"sqlite:///{shared}"
+    created = create_json(tmp_path / "node", "--database-url", url)
+    assert not (tmp_path / "node" / "voxline.db").exists()
+    env = {"VOXLINE_DATABASE_URL": url}
+    listed = json.loads(invoke("list", "--json", env=env).stdout)
+    assert [key["id"] for key in listed] == [created["id"]]
+
+
+def test_a_database_url_of_another_engine_is_refused(tmp_path: Path) -> None:
+    result = invoke("list", "--data-dir", str(tmp_path), "--database-url", "mysql://db/voxline")
+    assert result.exit_code == 2
+    assert "postgresql://" in result.stderr

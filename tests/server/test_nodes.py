@@ -156,6 +156,7 @@ async def test_the_calls_of_a_node_that_dies_are_lost_and_their_seats_freed(
         _, secret = new_key(postgres_database, [survivor, victim], concurrency=1)
         caller, call_id = await admitted(victim, secret)
         streaming = asyncio.create_task(caller.silence(60))
+        await recorded(postgres_database, call_id)  # written beside the session's start
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait(timeout=10)
         assert (await caller.closed()).close_code == 1006
@@ -174,6 +175,14 @@ async def test_the_calls_of_a_node_that_dies_are_lost_and_their_seats_freed(
             await asyncio.sleep(1)
         with Database(postgres_database) as db:
             assert CallRecords(db).get(call_id) == record
+
+
+async def recorded(database_url: str, call_id: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    with Database(database_url) as db:
+        while CallRecords(db).get(call_id) is None:
+            assert time.monotonic() < deadline, f"{call_id} was never recorded"
+            await asyncio.sleep(0.05)
 
 
 async def refused_or_admitted(node: RunningServer, secret: str) -> str:
