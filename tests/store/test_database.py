@@ -11,7 +11,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, select, text
+from sqlalchemy.exc import OperationalError
 
+from tests.support.postgres_server import fresh_database, postgres_server
 from voxline.auth.keys import KeyStore
 from voxline.store import schema
 from voxline.store.agents import AgentStore
@@ -192,6 +194,20 @@ def test_processes_starting_together_migrate_once(postgres_database: str) -> Non
     assert errors == []
     with Database(postgres_database) as db:
         CallRecords(db).open(started("call_1"))
+
+
+@pytest.mark.e2e
+def test_a_restarted_postgresql_is_reconnected_to() -> None:
+    with postgres_server() as server, fresh_database(server.url) as url, Database(url) as db:
+        calls = CallRecords(db)
+        calls.open(started("call_1"))
+        server.stop()
+        with pytest.raises(OperationalError):
+            calls.get("call_1")
+        server.start()
+        # The pool's connections died with the server: each is checked before use.
+        assert calls.get("call_1") == started("call_1")
+        calls.open(started("call_2"))
 
 
 def test_a_failed_write_rolls_back(db: Database) -> None:

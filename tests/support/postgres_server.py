@@ -9,6 +9,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -46,25 +47,30 @@ def _run_as() -> str | None:
         pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
 
 
-@contextlib.contextmanager
-def postgres_server(timeout: float = 30.0) -> Iterator[str]:
-    """A PostgreSQL server in a temporary directory on a free loopback port, without
-    durability (no fsync); the URL of its ``postgres`` database."""
-    binaries = _binaries()
-    if binaries is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed")
-        pytest.skip("PostgreSQL is not installed")
-    user = _run_as()
-    # Not under pytest's temporary directories: as root, those are closed to other users.
-    with tempfile.TemporaryDirectory(prefix="voxline-postgres-") as directory:
-        data = Path(directory) / "data"
-        if user is not None:
-            shutil.chown(directory, user)
+class PostgresServer:
+    """A PostgreSQL server of its own in a temporary directory, on a free loopback port,
+    without durability (no fsync). It can be stopped and started again on the same port
+    with its data, as a restart looks to its clients."""
+
+    def __init__(self) -> None:
+        binaries = _binaries()
+        if binaries is None:
+            if os.environ.get("CI"):
+                pytest.fail("PostgreSQL is not installed")
+            pytest.skip("PostgreSQL is not installed")
+        self._binaries = binaries
+        self._user = _run_as()
+        # Not under pytest's temporary directories: as root, those are closed to others.
+        self._directory = tempfile.TemporaryDirectory(prefix="voxline-postgres-")
+        root = Path(self._directory.name)
+        if self._user is not None:
+            shutil.chown(root, self._user)
+        self._data = root / "data"
+        self._log = root / "server.log"
         subprocess.run(
             [
                 binaries / "initdb",
-                "--pgdata", data,
+                "--pgdata", self._data,
                 "--username", _USER,
                 "--auth", "trust",
                 "--encoding", "UTF8",
@@ -72,45 +78,71 @@ def postgres_server(timeout: float = 30.0) -> Iterator[str]:
                 "--no-sync",
             ],
             check=True,
-            user=user,
+            user=self._user,
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                binaries / "postgres",
-                "-D", data,
-                "-p", str(port),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "unix_socket_directories=",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
-            ],
-            user=user,
-            stdout=subprocess.DEVNULL,
-            stderr=(Path(directory) / "server.log").open("wb"),
-        )  # fmt: skip
-        url = f"postgresql://{_USER}@127.0.0.1:{port}/postgres"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    psycopg.connect(url, connect_timeout=1).close()
-                    break
-                except psycopg.OperationalError:
-                    assert process.poll() is None, "PostgreSQL did not start"
-                    assert time.monotonic() < deadline, "PostgreSQL did not start in time"
-                    time.sleep(0.05)
-            yield url
-        finally:
-            process.terminate()  # a fast shutdown: connections are cut
+        self.port = free_port()
+        #: The URL of its ``postgres`` database.
+        self.url = f"postgresql://{_USER}@127.0.0.1:{self.port}/postgres"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    self._binaries / "postgres",
+                    "-D", self._data,
+                    "-p", str(self.port),
+                    "-c", "listen_addresses=127.0.0.1",
+                    "-c", "unix_socket_directories=",
+                    "-c", "fsync=off",
+                    "-c", "synchronous_commit=off",
+                    "-c", "full_page_writes=off",
+                    "-c", "max_connections=200",
+                ],
+                user=self._user,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                psycopg.connect(self.url, connect_timeout=1).close()
+                return
+            except psycopg.OperationalError:
+                assert self._process.poll() is None, f"PostgreSQL did not start: {self.log()}"
+                assert time.monotonic() < deadline, "PostgreSQL did not start in time"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """A fast shutdown: its clients' connections are cut."""
+        if self._process is None:
+            return
+        self._process.send_signal(signal.SIGINT)
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def log(self) -> str:
+        return self._log.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.stop()
+        self._directory.cleanup()
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running :class:`PostgresServer`, removed after."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -119,8 +151,8 @@ def postgres_url() -> Iterator[str]:
 
     Skips when PostgreSQL is not installed, except on CI, where it must be.
     """
-    with postgres_server() as url:
-        yield url
+    with postgres_server() as server:
+        yield server.url
 
 
 @contextlib.contextmanager
