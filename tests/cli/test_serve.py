@@ -150,7 +150,7 @@ def test_invalid_settings_print_where_they_are(served: Served, tmp_path: Path) -
     config = tmp_path / "voxline.toml"
     config.write_text("[stt]\nbeam = 0")
     result = runner.invoke(app, ["serve", "--config", str(config), "--port", "70000"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "setting stt.beam: Input should be greater than or equal to 1" in result.output
     assert "setting port: Input should be less than or equal to 65535" in result.output
     assert served.runs == []

@@ -53,22 +53,22 @@ def unreadable_knowledge(tmp_path: Path) -> Path:
 def test_mistakes_in_serve_are_a_line_or_two(tmp_path: Path, unreadable_knowledge: Path) -> None:
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("port = = 1")
-    cases = [
-        (["--knowledge", str(tmp_path / "missing.json")], {}, ["knowledge file", "missing.json"]),
-        (["--knowledge", str(unreadable_knowledge)], {}, ["knowledge file", "knowledge.json"]),
-        (["--stt-model", str(tmp_path / "no-model")], {}, ["--stt-model", "no-model"]),
-        (["--tts-voice", str(tmp_path / "amy.onnx")], {}, ["voice", "amy.onnx", "--tts-voice"]),
-        (["--config", str(tmp_path / "missing.toml")], {}, ["config file", "missing.toml"]),
-        (["--config", str(bad_toml)], {}, ["not TOML", "bad.toml"]),
-        ([], {"VOXLINE_CONFIG_FILE": str(tmp_path / "gone.toml")}, ["gone.toml"]),
-        (["--port", "70000"], {}, ["setting port", "65535"]),
-        ([], {"VOXLINE_STT_BEAM": "0"}, ["setting stt.beam"]),
-        ([], {"VOXLINE_IDLE_SESSION_SECONDS": "soon"}, ["idle_session_seconds"]),
-        (["--host", "192.0.2.1"], {}, ["192.0.2.1", "not an address of this machine"]),
-    ]
-    for args, env, names in cases:
+    cases = [  # (arguments, variables, what the message names, exit status)
+        (["--knowledge", str(tmp_path / "gone.json")], {}, ["knowledge file", "gone.json"], 1),
+        (["--knowledge", str(unreadable_knowledge)], {}, ["knowledge file", "knowledge.json"], 1),
+        (["--stt-model", str(tmp_path / "no-model")], {}, ["--stt-model", "no-model"], 1),
+        (["--tts-voice", str(tmp_path / "amy.onnx")], {}, ["voice", "amy.onnx", "--tts-voice"], 1),
+        (["--config", str(tmp_path / "missing.toml")], {}, ["config file", "missing.toml"], 2),
+        (["--config", str(bad_toml)], {}, ["not TOML", "bad.toml"], 2),
+        ([], {"VOXLINE_CONFIG_FILE": str(tmp_path / "gone.toml")}, ["gone.toml"], 2),
+        (["--port", "70000"], {}, ["setting port", "65535"], 2),
+        ([], {"VOXLINE_STT_BEAM": "0"}, ["setting stt.beam"], 2),
+        ([], {"VOXLINE_IDLE_SESSION_SECONDS": "soon"}, ["idle_session_seconds"], 2),
+        (["--host", "192.0.2.1"], {}, ["192.0.2.1", "not an address of this machine"], 1),
+    ]  # fmt: skip
+    for args, env, names, expected in cases:
         status, output = voxline("serve", *args, data_dir=tmp_path, env=env)
-        assert status == 1, (args, output)
+        assert status == expected, (args, output)
         assert_short_error(output, *names)
         assert "is up" not in output
 
@@ -98,6 +98,7 @@ def test_other_commands_fail_as_briefly(tmp_path: Path) -> None:
     unreachable = ["talk", "--url", f"http://127.0.0.1:{free_port()}", "--key", "vx_test_x"]
     cases = [
         (["keys", "list"], {"VOXLINE_PORT": "eighty"}, ["setting port"]),
+        (["agents", "list"], {"VOXLINE_PORT": "eighty"}, ["setting port"]),
         (["keys", "revoke", "key_nope"], {}, ["No key key_nope"]),
         ([*unreachable, "--wav", str(wav)], {}, ["not a PCM WAV"]),
         ([*unreachable, "--wav", str(tmp_path / "missing.wav")], {}, ["missing.wav"]),

@@ -59,6 +59,11 @@ def explain(exc: Exception) -> Iterator[tuple[str, str | None]]:
             )
 
 
+def exit_status(exc: Exception) -> int:
+    """2 for a setting given wrong (as for a wrong option), 1 for any other failure."""
+    return 2 if isinstance(exc, ValidationError | SettingsError | ConfigFileError) else 1
+
+
 def report(exc: Exception, console: Console) -> None:
     for problem, fix in explain(exc):
         console.print(Text.assemble(("error: ", "bold red"), problem), soft_wrap=True)
@@ -68,7 +73,7 @@ def report(exc: Exception, console: Console) -> None:
 
 class ReportingGroup(TyperGroup):
     """The root command: it reports what any command raises (see :func:`explain`) and exits
-    with status 1, unless the root's ``--debug`` option asks for the traceback."""
+    (see :func:`exit_status`), unless the root's ``--debug`` option asks for the traceback."""
 
     def invoke(self, ctx: Context) -> Any:
         try:
@@ -79,7 +84,7 @@ class ReportingGroup(TyperGroup):
             if ctx.params.get("debug"):
                 raise
             report(exc, Console(stderr=True, highlight=False))
-            raise typer.Exit(1) from None
+            raise typer.Exit(exit_status(exc)) from None
 
 
 def debug_first(argv: list[str]) -> list[str]:
