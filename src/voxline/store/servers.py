@@ -20,8 +20,10 @@ a server restarted after a crash closes its predecessor's calls at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,11 +32,22 @@ import psutil
 
 from voxline.store.database import Database
 
+log = logging.getLogger(__name__)
+
 SERVER_LOST = "server_lost"
 #: The code a lost call's client saw: its connection just dropped.
 SERVER_LOST_CODE = 1006
-#: A process's pid start time, as psutil reads it twice, agrees to well within this.
+#: A process's start time, as psutil reads it twice, agrees to well within this.
 _START_TIME_TOLERANCE_S = 0.05
+#: Start times above this are wall-clock times, written by versions before boot-relative
+#: ones; no host has been up for 30 years.
+_WALL_CLOCK_START = 1e9
+
+
+def _started(process: psutil.Process) -> float:
+    """When ``process`` started, in seconds since boot: unlike its wall-clock start time,
+    which moves whenever the wall clock is stepped, this never changes."""
+    return process.create_time() - psutil.boot_time()  # both move with the wall clock
 
 
 def _host() -> str:
@@ -58,7 +71,8 @@ class _Registered:
 def _alive(pid: int, started_at: float) -> bool:
     try:
         process = psutil.Process(pid)
-        return abs(process.create_time() - started_at) < _START_TIME_TOLERANCE_S
+        started = process.create_time() if started_at > _WALL_CLOCK_START else _started(process)
+        return abs(started - started_at) < _START_TIME_TOLERANCE_S
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
@@ -76,21 +90,29 @@ class ServerRegistry:
     def register(self) -> str:
         """Register this process; the id its call records are to carry."""
         server_id = uuid.uuid4().hex
-        now = time.time()
-        pid = os.getpid()
         with self._db.write() as conn:
-            conn.execute(
-                "INSERT INTO servers (server_id, host, pid, pid_started_at, started_at, "
-                "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (server_id, self._host, pid, psutil.Process(pid).create_time(), now, now),
-            )
+            self._insert(conn, server_id)
         return server_id
 
     def heartbeat(self, server_id: str) -> None:
+        """This process is alive. Registered again if another process took it for gone
+        (it closed the calls open then: their records cannot be taken back)."""
         with self._db.write() as conn:
-            conn.execute(
+            updated = conn.execute(
                 "UPDATE servers SET heartbeat_at = ? WHERE server_id = ?", (time.time(), server_id)
-            )
+            ).rowcount
+            if not updated:
+                log.warning("server %s was taken for gone; registering it again", server_id)
+                self._insert(conn, server_id)
+
+    def _insert(self, conn: sqlite3.Connection, server_id: str) -> None:
+        now = time.time()
+        pid = os.getpid()
+        conn.execute(
+            "INSERT INTO servers (server_id, host, pid, pid_started_at, started_at, "
+            "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (server_id, self._host, pid, _started(psutil.Process(pid)), now, now),
+        )
 
     def deregister(self, server_id: str, *, reason: str) -> int:
         """A clean stop: close what is still open of this process's calls with ``reason``
