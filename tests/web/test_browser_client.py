@@ -219,12 +219,11 @@ def test_a_conversation_with_barge_in(
         assert stats["writtenSamples"] > after_greeting["writtenSamples"] + RATE // 2
         assert stats["playedSamples"] > after_greeting["playedSamples"] + RATE // 2
         assert stats["overruns"] == 0
-        # The flush cleared the ring at once: the clear was posted in the same task as the
-        # flush arrived, and the first render quantum after it held no queued audio.
+        # The flush cleared the ring at once: the first render quantum after the clear held
+        # no queued audio.
         [clear] = state["clears"]
         report = clear["report"]
         assert clear["cause"] == "flush"
-        assert clear["postedAt"] - clear["at"] < 1
         assert report["bufferedBefore"] > 0 and report["dropped"] > 0
         assert report["bufferedAfter"] == 0
         assert 0 <= report["renderedFrame"] - report["frame"] < QUANTUM
