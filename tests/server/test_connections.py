@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.caller import FRAME_MS, Caller
 from tests.support.server import RunningServer
 from voxline.server import connections
-from voxline.server.connections import SEND_TIMEOUT, HttpProtocol
+from voxline.server.connections import SEND_TIMEOUT, HttpProtocol, WebSocketProtocol
 
 RATE = 24000
 
@@ -108,6 +108,44 @@ async def test_connections_that_never_finish_a_request_are_closed(
     assert all(HEAD_TIMEOUT - 0.1 < seconds < 2 * HEAD_TIMEOUT for seconds in kept), kept
     # A request that arrives in pieces within the bounds is answered.
     assert await _answered(port, pause=HEAD_TIMEOUT / 4) == b"HTTP/1.1 200 OK\r\n"
+
+
+async def _echo_messages(scope: Scope, receive: Receive, send: Send) -> None:
+    """A WebSocket app that sends back every text message."""
+    assert scope["type"] == "websocket"
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
+async def test_a_websocket_outlives_the_request_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call lasts past the bounds on its upgrade request: they are for HTTP requests."""
+    monkeypatch.setattr(connections, "REQUEST_HEAD_TIMEOUT", HEAD_TIMEOUT)
+    config = uvicorn.Config(
+        _echo_messages,
+        host="127.0.0.1",
+        port=0,
+        http=HttpProtocol,
+        ws=WebSocketProtocol,
+        lifespan="off",
+        log_level="error",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn has no event for it
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            started = time.monotonic()
+            while time.monotonic() - started < 3 * HEAD_TIMEOUT:
+                await ws.send("ping")
+                assert await asyncio.wait_for(ws.recv(), HEAD_TIMEOUT) == "ping"
+                await asyncio.sleep(HEAD_TIMEOUT / 10)
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @pytest.mark.e2e
