@@ -46,7 +46,13 @@ class SttSettings(BaseSettings):
         description="decodes at once per process; unset: its share of the cores, at most 8",
     )
     threads: int = Field(1, ge=1, le=64, description="cores per decode")
-    beam: int = Field(1, ge=1, le=10, description="beam width of a decode; 1 is greedy")
+    beam: int = Field(
+        5,
+        ge=1,
+        le=10,
+        description="beam width of a decode that ends a turn (partial transcripts are "
+        "greedy); 1 is greedy",
+    )
     url: str | None = Field(None, description="OpenAI-compatible transcription server")
     key: str | None = Field(None, description="API key of the transcription server")
 
