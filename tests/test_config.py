@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from voxline.config import LlmSettings, Settings, SttSettings, TtsSettings
+from tests.support.examples import CONFIG, REPOSITORY
+from voxline.config import ConfigFileError, LlmSettings, Settings, SttSettings, TtsSettings
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ ENGINE_VARIABLES = {
     "VOXLINE_STT_MODEL_8K": ("stt.model_8k", "tiny.en", "tiny.en"),
     "VOXLINE_STT_WORKERS": ("stt.workers", "3", 3),
     "VOXLINE_STT_THREADS": ("stt.threads", "2", 2),
-    "VOXLINE_STT_BEAM": ("stt.beam", "5", 5),
+    "VOXLINE_STT_BEAM": ("stt.beam", "1", 1),
     "VOXLINE_STT_URL": ("stt.url", "https://stt.example/v1", "https://stt.example/v1"),
     "VOXLINE_STT_KEY": ("stt.key", "stt-secret", "stt-secret"),
     "VOXLINE_TTS_VOICE": ("tts.voice", "voices/amy.onnx", Path("voices/amy.onnx")),
@@ -114,7 +115,7 @@ def test_engine_settings_come_from_toml_tables(tmp_path: Path) -> None:
 # line, its variable, and values for the file, the variable and the argument (the flag).
 PRECEDENCE_CASES = [
     ("port", "port = {}", "VOXLINE_PORT", 8000, 9001, 9002, 9003),
-    ("stt.beam", "[stt]\nbeam = {}", "VOXLINE_STT_BEAM", 1, 3, 5, 7),
+    ("stt.beam", "[stt]\nbeam = {}", "VOXLINE_STT_BEAM", 5, 1, 3, 7),
     ("llm.model", '[llm]\nmodel = "{}"', "VOXLINE_LLM_MODEL", "gpt-4o-mini", "a", "b", "c"),
     (
         "limits.default_concurrency",
@@ -214,3 +215,45 @@ def test_settings_survive_the_handover_to_worker_processes(
     settings = Settings(stt={"beam": 3}, llm={"url": "http://127.0.0.1:11434/v1"})
     monkeypatch.setenv("VOXLINE_STT_BEAM", "5")  # a worker's own variables do not win
     assert Settings.model_validate(settings.model_dump(mode="json")) == settings
+
+
+def test_the_config_file_can_come_from_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VOXLINE_CONFIG_FILE", str(toml_file(tmp_path, "port = 9100")))
+    assert Settings().port == 9100
+    other = tmp_path / "other.toml"
+    other.write_text("port = 9200")
+    assert Settings(config_file=other).port == 9200  # the flag wins
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(None, "No such file or directory"), ("port = = 1", "not TOML"), (b"\xff", "not TOML")],
+)
+def test_a_config_file_that_cannot_be_read_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str | bytes | None, message: str
+) -> None:
+    path = tmp_path / "voxline.toml"
+    if isinstance(text, str):
+        path.write_text(text)
+    elif text is not None:
+        path.write_bytes(text)
+    with pytest.raises(ConfigFileError, match=message):
+        Settings(config_file=path)
+    monkeypatch.setenv("VOXLINE_CONFIG_FILE", str(path))
+    with pytest.raises(ConfigFileError, match=message):
+        Settings()
+
+
+def test_the_example_config_file_is_valid_and_sets_the_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(REPOSITORY)
+    settings = Settings(config_file=CONFIG)
+    assert settings.knowledge == Path("examples/knowledge/acme-dental.json")
+    assert settings.knowledge.is_file()
+    # Every other value it sets is the default, so the comments tell the truth.
+    assert settings.model_dump(exclude={"knowledge"}) == Settings().model_dump(
+        exclude={"knowledge"}
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,10 @@ from pydantic_settings import (
 )
 
 _DATABASE_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://", "sqlite:///")
+
+
+class ConfigFileError(ValueError):
+    """The TOML settings file is missing, unreadable or not TOML."""
 
 
 def default_data_dir() -> Path:
@@ -44,7 +49,13 @@ class SttSettings(BaseSettings):
         description="decodes at once per process; unset: its share of the cores, at most 8",
     )
     threads: int = Field(1, ge=1, le=64, description="cores per decode")
-    beam: int = Field(1, ge=1, le=10, description="beam width of a decode; 1 is greedy")
+    beam: int = Field(
+        5,
+        ge=1,
+        le=10,
+        description="beam width of a decode that ends a turn (partial transcripts are "
+        "greedy); 1 is greedy",
+    )
     url: str | None = Field(None, description="OpenAI-compatible transcription server")
     key: str | None = Field(None, description="API key of the transcription server")
 
@@ -178,6 +189,19 @@ class SectionedEnvSource(EnvSettingsSource):
         return values
 
 
+def _toml_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    """The settings of the TOML file at ``path``, which must exist and be TOML (the source
+    itself would take a missing file for an empty one)."""
+    try:
+        with path.open("rb") as file:
+            tomllib.load(file)
+    except OSError as exc:
+        raise ConfigFileError(f"config file {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"config file {path}: not TOML ({exc})") from exc
+    return TomlConfigSettingsSource(settings_cls, toml_file=path)
+
+
 def section_type(field: FieldInfo) -> type[BaseSettings] | None:
     """The settings class of a section field (``Settings.stt``); None for a plain setting."""
     annotation = field.annotation
@@ -275,13 +299,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings,
-            SectionedEnvSource(settings_cls),
-        ]
-        config_file = init_settings().get("config_file")
+        env_settings = SectionedEnvSource(settings_cls)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        # The file is named by the argument (--config), else by VOXLINE_CONFIG_FILE.
+        config_file = init_settings().get("config_file") or env_settings().get("config_file")
         if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            sources.append(_toml_source(settings_cls, Path(config_file)))
         return tuple(sources)
 
     @model_validator(mode="after")

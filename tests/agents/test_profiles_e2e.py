@@ -86,7 +86,8 @@ async def test_the_agents_greeting_and_an_answer_from_its_knowledge(
     await caller.stream(synthesize("Do you offer Invisalign?", RATE))
     await caller.silence_until(lambda got: len(_said(got)) >= 2, timeout=20)
     await caller.close()
-    assert _said(caller.got)[-1] == ANSWER
+    heard = [e["text"] for _, e in caller.got.events if e.get("role") == "user"]
+    assert _said(caller.got)[-1] == ANSWER, heard
 
 
 async def test_configure_overrides_the_agents_greeting(

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from voxline.auth.keys import KeyStore
+from voxline.cli import app as voxline
 from voxline.cli.keys import app
 from voxline.store.database import Database
 
@@ -134,7 +135,14 @@ def test_database_url_wins_over_the_data_dir(tmp_path: Path) -> None:
     assert [key["id"] for key in listed] == [created["id"]]
 
 
-def test_a_database_url_of_another_engine_is_refused(tmp_path: Path) -> None:
-    result = invoke("list", "--data-dir", str(tmp_path), "--database-url", "mysql://db/voxline")
-    assert result.exit_code == 2
-    assert "postgresql://" in result.stderr
+def test_a_database_url_of_another_engine_or_out_of_reach_is_named(tmp_path: Path) -> None:
+    args = ["keys", "list", "--data-dir", str(tmp_path), "--database-url"]
+    refused = runner.invoke(voxline, [*args, "mysql://db/voxline"])
+    assert refused.exit_code == 2
+    assert "setting database_url" in refused.stderr
+    assert "postgresql://" in refused.stderr
+    # Nothing listens on port 1.
+    unreachable = runner.invoke(voxline, [*args, "postgresql://voxline@127.0.0.1:1/voxline"])
+    assert unreachable.exit_code == 1
+    assert "the database: connection failed" in unreachable.stderr
+    assert "--database-url" in unreachable.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.examples import CONFIG
 from voxline.auth.keys import KeyStore
 from voxline.cli import app
 from voxline.cli import serve as serve_module
@@ -25,8 +27,15 @@ class Served:
     def __init__(self) -> None:
         self.runs: list[tuple[Settings, str]] = []
 
-    def __call__(self, settings: Settings, *, log_level: str = "info") -> None:
+    def __call__(
+        self,
+        settings: Settings,
+        *,
+        log_level: str = "info",
+        on_started: Callable[[], None] = lambda: None,
+    ) -> None:
         self.runs.append((settings, log_level))
+        on_started()
 
     def invoke(self, *args: str) -> Settings:
         result = runner.invoke(app, ["serve", *args])
@@ -63,7 +72,7 @@ FLAGS = {
     "--host": ("host", "0.0.0.0", "0.0.0.0"),
     "--port": ("port", "9001", 9001),
     "--workers": ("workers", "3", 3),
-    "--config": ("config_file", "absent.toml", Path("absent.toml")),
+    "--config": ("config_file", str(CONFIG), CONFIG),
     "--agent": ("agent", "echo", "echo"),
     "--data-dir": ("data_dir", "voxline-data", Path("voxline-data")),
     "--database-url": (
@@ -148,9 +157,16 @@ def test_invalid_settings_print_where_they_are(served: Served, tmp_path: Path) -
     config.write_text("[stt]\nbeam = 0")
     result = runner.invoke(app, ["serve", "--config", str(config), "--port", "70000"])
     assert result.exit_code == 2
-    assert "settings: stt.beam: Input should be greater than or equal to 1" in result.output
-    assert "settings: port: Input should be less than or equal to 65535" in result.output
+    assert "setting stt.beam: Input should be greater than or equal to 1" in result.output
+    assert "setting port: Input should be less than or equal to 65535" in result.output
     assert served.runs == []
+
+
+def test_the_banner_says_where_the_server_is_once_it_has_started(served: Served) -> None:
+    result = runner.invoke(app, ["serve", "--port", "9005"])
+    assert result.exit_code == 0, result.output
+    assert "(default agent) is up on http://127.0.0.1:9005" in result.output
+    assert "realtime socket: ws://127.0.0.1:9005/v1/omni" in result.output
 
 
 def test_an_unknown_agent_is_refused(served: Served) -> None:

@@ -15,7 +15,14 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.support.scripted_server import KEY, ScriptedServer
-from voxline.cli.talk import AgentTrack, Display, talk
+from voxline.cli.talk import (
+    REPLY_START_TIMEOUT,
+    WORDLESS_REPLY_QUIET,
+    AgentTrack,
+    Display,
+    Replies,
+    talk,
+)
 from voxline.client.wav import write_wav
 from voxline.protocol import events
 from voxline.protocol.server_messages import ServerEvent
@@ -95,6 +102,54 @@ async def test_talk_plays_wavs_and_saves_the_agent_on_the_callers_timeline(tmp_p
     assert level(0.34, 0.46) < 100
     assert level(0.55, 0.75) > 4000
     assert level(0.85, timeline) < 100
+
+
+async def test_talk_waits_for_the_reply_to_the_last_wav_by_default(tmp_path: Path) -> None:
+    write_wav(tmp_path / "one.wav", tone(0.2, 16000).tobytes(), 16000)  # frames 1-10
+    script = {
+        15: [events.turn_begin(call_id="c", turn=1, since_caller_end_ms=100), events.turn()],
+        20: [events.transcript("assistant", "We open at", final=False)],
+        # A pause within the reply does not end it: only its final transcript does.
+        60: [events.transcript("assistant", "We open at eight.", final=True)],
+    }
+    async with ScriptedServer(on_audio=script) as server:
+        result = await run_talk(
+            "--url", server.url, "--key", KEY, "--wav", str(tmp_path / "one.wav"),
+            "--rate", "16000", "--out", str(tmp_path / "agent.wav"),
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "agent: We open at eight." in result.output
+    frames = len(server.sessions[0].audio)
+    assert 60 <= frames <= 64  # silence after the WAV until the reply was over, then goodbye
+    assert server.sessions[0].controls[-1] == {"type": "session_ending"}
+    _, agent = read_out(tmp_path / "agent.wav")
+    assert len(agent) >= frames * 320  # the whole call, on the caller's timeline
+
+
+def test_replies_end_with_their_words_or_their_audio() -> None:
+    replies = Replies()
+    assert not replies.answered(1.0, 1.0)  # nothing yet: wait for the reply to start
+    assert replies.answered(1.0, 1.0 + REPLY_START_TIMEOUT)  # ... but not for ever
+    replies.event(2.0, ServerEvent("turn", {"role": "assistant"}))
+    replies.audio(2.1)
+    replies.event(
+        2.1, ServerEvent("transcript", {"role": "assistant", "text": "a", "final": False})
+    )
+    assert not replies.answered(1.0, 9.0)  # words to come, however long the pause
+    replies.event(
+        9.0, ServerEvent("transcript", {"role": "assistant", "text": "a.", "final": True})
+    )
+    assert replies.answered(1.0, 9.0)
+    assert not replies.answered(9.5, 9.5)  # a reply before the caller's last words is not one
+
+    replies.event(10.0, ServerEvent("turn", {"role": "assistant"}))  # the echo agent's: no words
+    replies.audio(10.5)
+    assert not replies.answered(9.5, 11.0)
+    assert replies.answered(9.5, 10.5 + WORDLESS_REPLY_QUIET)
+
+    replies.event(12.0, ServerEvent("turn", {"role": "assistant"}))
+    replies.event(12.2, ServerEvent("flush", {"reason": "barge_in"}))  # interrupted: over
+    assert replies.answered(11.0, 12.2)
 
 
 async def test_talk_exits_non_zero_when_the_server_refuses(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from voxline.client import (
     realtime_subprotocols,
     realtime_url,
     stream_pcm,
+    stream_wav,
 )
 from voxline.client.wav import read_wav, write_wav
 from voxline.protocol.frames import Framing
@@ -245,6 +246,61 @@ async def test_stream_pcm_schedules_by_deadlines_not_by_sleeps() -> None:
     elapsed = time.monotonic() - began
     assert len(client.sent) == 25
     assert 0.48 <= elapsed < 0.6
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+async def test_send_audio_takes_any_length_in_20_ms_frames(rate: int) -> None:
+    """A WAV's worth in one call (the server refuses a message over 64 KiB) goes out as
+    frames of 20 ms at the connection's rate, unpaced unless asked."""
+    pcm = tone(3.3, rate).tobytes()
+    async with (
+        ScriptedServer() as server,
+        OmniClient.connect(realtime_url(server.url, rate=rate), KEY) as client,
+    ):
+        assert client.rate == rate
+        began = time.monotonic()
+        await client.send_audio(pcm)
+        assert time.monotonic() - began < 0.5
+        await client.end()
+    sizes = [len(frame) for _, frame in server.sessions[0].audio]
+    assert sizes[:-1] == [2 * rate // 50] * (len(sizes) - 1)
+    assert 0 < sizes[-1] <= 2 * rate // 50
+    assert server.sessions[0].audio_bytes() == pcm
+
+
+async def test_send_audio_in_real_time_keeps_one_clock_across_calls() -> None:
+    rate = 16000
+    async with (
+        ScriptedServer() as server,
+        OmniClient.connect(realtime_url(server.url, rate=rate), KEY) as client,
+    ):
+        began = time.monotonic()
+        for _ in range(5):  # 0.2 s each: one second of audio in all
+            await client.send_audio(tone(0.2, rate).tobytes(), realtime=True)
+        elapsed = time.monotonic() - began
+        await client.end()
+    assert 0.95 <= elapsed < 1.2  # the last frame leaves at 0.98 s
+    audio = server.sessions[0].audio
+    assert len(audio) == 50
+    offsets = [(at - audio[0][0]) - index * 0.02 for index, (at, _) in enumerate(audio)]
+    assert max(abs(offset) for offset in offsets) < 0.05
+
+
+async def test_stream_wav_says_a_file_then_its_trailing_silence(tmp_path: Path) -> None:
+    write_wav(tmp_path / "q.wav", tone(0.4, 8000).tobytes(), 8000)
+    async with (
+        ScriptedServer() as server,
+        OmniClient.connect(realtime_url(server.url, rate=16000), KEY) as client,
+    ):
+        began = time.monotonic()
+        await stream_wav(client, tmp_path / "q.wav", trailing_silence=0.2)
+        elapsed = time.monotonic() - began
+        await client.end()
+    assert 0.55 <= elapsed < 0.8  # 0.6 s of audio in real time
+    samples = np.frombuffer(server.sessions[0].audio_bytes(), dtype="<i2")
+    assert len(samples) == round(0.6 * 16000)
+    assert np.abs(samples[: round(0.35 * 16000)]).max() > 7000  # the tone, resampled
+    assert not samples[round(0.4 * 16000) :].any()
 
 
 def test_stream_pcm_rejects_bad_frames() -> None:

@@ -36,6 +36,7 @@ from voxline.engines.models import ModelIntegrityError
 from voxline.engines.stt import (
     BATCH_CHUNK_SECONDS,
     DEFAULT_BEAM,
+    PARTIAL_BEAM,
     TINY_EN_SHA256,
     RemoteTranscriber,
     Transcript,
@@ -142,16 +143,18 @@ class Decodes:
     """Records each decode as it starts in the worker thread."""
 
     started: list[float] = field(default_factory=list)
+    beams: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     running: threading.Event = field(default_factory=threading.Event)
 
     def wrap(self, decode: Callable[..., Transcript]) -> Callable[..., Transcript]:
         def recorded(
-            audio: Float32Array, prompt: str | None, cancelled: threading.Event
+            audio: Float32Array, prompt: str | None, cancelled: threading.Event, *, beam: int
         ) -> Transcript:
             self.started.append(audio.size / 16_000)
+            self.beams.append(beam)
             self.running.set()
-            transcript = decode(audio, prompt, cancelled)
+            transcript = decode(audio, prompt, cancelled, beam=beam)
             self.texts.append(transcript.text)
             return transcript
 
@@ -222,6 +225,7 @@ async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.Monkey
     finally:
         await transcriber.aclose()
     assert decodes.started == [busy.size / 16_000, final.size / 16_000, partial.size / 16_000]
+    assert decodes.beams == [DEFAULT_BEAM, DEFAULT_BEAM, PARTIAL_BEAM]  # partials are greedy
     assert wer(QUESTIONS[1], results[1].text) <= 0.1, results[1].text
     assert wer(QUESTIONS[2], results[2].text) <= 0.1, results[2].text
 
@@ -247,6 +251,7 @@ async def test_batch_decodes_wait_for_every_decode_of_a_call_and_are_not_stopped
         await transcriber.aclose()
     seconds = [a.size / 16_000 for a in (clip, final, partial, clip[:-1])]
     assert decodes.started == seconds
+    assert decodes.beams == [DEFAULT_BEAM, DEFAULT_BEAM, PARTIAL_BEAM, DEFAULT_BEAM]
     assert wer(QUESTIONS[0], results[0].text) <= 0.1, results[0].text  # ran to its end
 
 
@@ -498,10 +503,10 @@ async def test_two_decoders_transcribe_two_turns_at_once() -> None:
     decode = transcriber._decode
 
     def both_at_once(
-        audio: Float32Array, prompt: str | None, cancelled: threading.Event
+        audio: Float32Array, prompt: str | None, cancelled: threading.Event, *, beam: int
     ) -> Transcript:
         overlapping.wait()  # raises BrokenBarrierError if the second never starts
-        return decode(audio, prompt, cancelled)
+        return decode(audio, prompt, cancelled, beam=beam)
 
     transcriber._decode = both_at_once  # type: ignore[method-assign]
     try:

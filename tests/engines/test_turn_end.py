@@ -54,3 +54,78 @@ def test_trailing_clauses_and_fillers_do_not(text: str) -> None:
 )
 def test_questions_are_told_from_statements(text: str, question: bool) -> None:
     assert asks(text) is question
+
+
+# A lead-in before a pause, as Whisper closes it (a beam search more often than greedy):
+# the caller goes on, so the turn must not end on it.
+LEAD_INS = [
+    "Sorry.",
+    "Sorry?",
+    "Sorry!",
+    "Oh, sorry.",
+    "Hello?",
+    "Hello.",
+    "Hi.",
+    "Hi there.",
+    "Well.",
+    "Well?",
+    "So.",
+    "So?",
+    "Um.",
+    "I'm.",  # "Um," as a beam search heard it
+    "Right.",
+    "Wait.",
+    "Wait, stop.",
+    "Excuse me.",
+    "Actually.",
+    "Okay, so.",
+    "Listen.",
+    "Uh?",
+]
+# Whole turns of one or two words: answers, thanks, goodbyes, questions with a question word.
+SHORT_TURNS = [
+    ("Yes.", False),
+    ("No.", False),
+    ("No?", False),  # as often a "No," before a pause as a question: a statement's wait
+    ("Thanks.", False),
+    ("Thank you.", False),
+    ("Thank you!", False),
+    ("No thanks.", False),
+    ("Yes, please.", False),
+    ("Okay.", False),
+    ("Oh, okay.", False),
+    ("Well, yes.", False),
+    ("That's right.", False),
+    ("Bye.", False),
+    ("Why?", True),
+    ("How much?", True),
+    ("What time?", True),
+    ("Which one?", True),
+]
+
+
+@pytest.mark.parametrize("text", LEAD_INS)
+def test_a_lead_in_before_a_pause_does_not_end_the_turn(text: str) -> None:
+    assert not sounds_complete(text)
+    assert not asks(text)
+
+
+@pytest.mark.parametrize(("text", "question"), SHORT_TURNS)
+def test_short_answers_and_questions_are_whole_turns(text: str, question: bool) -> None:
+    assert sounds_complete(text)
+    assert asks(text) is question
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("Sorry, what time do you close?", True),
+        ("Hello, is anyone there?", True),
+        ("Well, that works for me.", False),
+        ("So you're open Sunday?", True),
+        ("Okay, see you tomorrow.", False),
+    ],
+)
+def test_a_lead_in_with_its_sentence_is_a_whole_turn(text: str, question: bool) -> None:
+    assert sounds_complete(text)
+    assert asks(text) is question

@@ -1,5 +1,5 @@
-"""The speech-recognition evaluation: its text normalisation, and a small slice of it run
-from the command line (one espeak-ng voice, 16 kHz and 8 kHz µ-law, through the session)."""
+"""The speech-recognition evaluation: its text normalisation, its voices, and small slices of
+it run from the command line (16 kHz and 8 kHz µ-law, through the session)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from voxline.cli import app
 from voxline.eval.stt_eval import EngineSpec, load_set
+from voxline.eval.voices import RECORDED, VOICES
 from voxline.eval.wer import normalise, word_errors
 
 
@@ -83,3 +84,47 @@ def test_a_slice_runs_through_the_session_path(tmp_path: Path) -> None:
     wideband = next(s for s in report["summary"] if s["line"] == "16k")
     assert wideband["wer"] < 0.3
     assert len(list((tmp_path / "clips" / "espeak-us-m3").glob("*.wav"))) == 3
+
+
+def test_every_family_has_voices_and_the_recordings_their_transcripts() -> None:
+    families = {voice.family for voice in VOICES}
+    assert families == {"espeak-ng", "diphone", "statistical", "human", "piper"}
+    assert [voice.name for voice in VOICES if voice.recorded] == ["human-allison"]
+    assert len(RECORDED.utterances) >= 20
+    assert len({r.id for r in RECORDED.utterances}) == len(RECORDED.utterances)
+    assert all(len(r.text.split()) >= 4 for r in RECORDED.utterances)
+
+
+@pytest.mark.e2e
+def test_festival_and_recorded_speech_are_heard_and_reported_by_family(tmp_path: Path) -> None:
+    out = tmp_path / "stt.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval", "stt", "--limit", "3", "--family", "diphone", "--family", "statistical",
+            "--family", "human", "--voice", "festival-kal", "--voice", "festival-slt-hts",
+            "--voice", "human-allison", "--line", "16k", "--line", "8k-ulaw",
+            "--engine", "tiny.en:beam=1", "--engine", "tiny.en:beam=5",
+            "--cache", str(tmp_path / "clips"), "--json", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Speech recognition by family" in result.output
+    report = json.loads(out.read_text())
+    heard = {(u["voice"], u["family"]) for u in report["utterances"]}
+    assert heard == {
+        ("festival-kal", "diphone"),
+        ("festival-slt-hts", "statistical"),
+        ("human-allison", "human"),
+    }
+    # 3 utterances and 3 recordings, each on 2 lines by 2 engines
+    assert len(report["utterances"]) == 3 * 3 * 2 * 2
+    families = {(s["engine"], s["voice"], s["line"]): s for s in report["by_family"]}
+    assert len(families) == 3 * 2 * 2
+    # A natural voice and a person reading are heard nearly word for word, on either line.
+    for engine in ("tiny.en:beam=1", "tiny.en:beam=5"):
+        for line in ("16k", "8k-ulaw"):
+            assert families[engine, "statistical", line]["wer"] <= 0.2
+            assert families[engine, "human", line]["wer"] <= 0.2
+    texts = {u["id"]: u["reference"] for u in report["utterances"] if u["voice"] == "human-allison"}
+    assert texts == {r.id: r.text for r in RECORDED.utterances[:3]}

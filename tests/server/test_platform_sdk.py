@@ -123,7 +123,8 @@ def test_an_agent_made_with_the_sdk_answers_a_session_in_its_voice(
         call = asyncio.run(_call(pyai, agent["agent_id"], question))
         configured = next(e for e in call.events if e["event"] == "configured")
         assert configured["voice_id"] == SLOW_VOICE_ID
-        assert call.said() == [GREETING, ANSWER]
+        heard = [e["text"] for e in call.events if e.get("role") == "user"]
+        assert call.said() == [GREETING, ANSWER], heard
 
         # The greeting came in the chosen voice: as long as that voice says it, half as long
         # again as the packaged voice does.

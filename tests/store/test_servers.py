@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import insert, select
+import psutil
+import pytest
+from sqlalchemy import delete, insert, select
 
 from voxline.store.calls import CallRecord, CallRecords
 from voxline.store.database import Database
@@ -147,3 +150,46 @@ def test_a_clean_stop_closes_what_is_left_of_its_calls(db: Database) -> None:
     assert closed_as(calls, "call_stuck") == (1001, "server_shutdown")
     with db.read() as conn:
         assert conn.execute(select(servers)).all() == []
+
+
+def test_a_step_of_the_wall_clock_does_not_make_a_live_process_look_gone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process's wall-clock start time is boot time plus its age, and the kernel's boot
+    time moves when the wall clock is stepped (NTP): judged by it, every process took itself
+    for gone and closed its own live calls as lost."""
+    registry = ServerRegistry(db)
+    server_id = registry.register()
+    CallRecords(db, server_id=server_id).open(started("call_live"))
+    stepped = psutil.boot_time() + 1.0
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: stepped)
+    assert registry.close_lost_calls() == 0
+    record = CallRecords(db).get("call_live")
+    assert record is not None and record.ended_at is None
+
+
+def test_a_process_registered_by_an_older_version_is_still_known_alive(db: Database) -> None:
+    registry = ServerRegistry(db)
+    with db.write() as conn:  # as versions before boot-relative start times wrote it
+        conn.execute(
+            insert(servers).values(
+                server_id="old",
+                host=registry._host,
+                pid=os.getpid(),
+                pid_started_at=psutil.Process().create_time(),
+                started_at=0,
+                heartbeat_at=time.time(),
+            )
+        )
+    CallRecords(db, server_id="old").open(started("call_old"))
+    assert registry.close_lost_calls() == 0
+
+
+def test_a_process_taken_for_gone_registers_again_at_its_heartbeat(db: Database) -> None:
+    registry = ServerRegistry(db)
+    server_id = registry.register()
+    with db.write() as conn:
+        conn.execute(delete(servers))
+    registry.heartbeat(server_id)
+    CallRecords(db, server_id=server_id).open(started("call_after"))
+    assert registry.close_lost_calls() == 0

@@ -4,5 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ACME_DENTAL = Path(__file__).parents[2] / "examples" / "knowledge" / "acme-dental.json"
+REPOSITORY = Path(__file__).parents[2]
+EXAMPLES = REPOSITORY / "examples"
+
+ACME_DENTAL = EXAMPLES / "knowledge" / "acme-dental.json"
 """The example dental office's knowledge file, which the default agent answers from."""
+CONFIG = EXAMPLES / "voxline.toml"
+"""The commented example settings file."""
+CALLER_AUDIO = EXAMPLES / "audio"
+"""Caller questions to the example dental office, as WAVs."""

@@ -20,6 +20,10 @@ test("realtimeURL: http(s) becomes ws(s), a base path is kept, the query is comp
     "wss://voice.example/proxy/v1/omni?format=pcm16&rate=24000&session_label=front+desk&framing=tagged",
   );
   assert.equal(
+    realtimeURL("http://h", { agentId: "agent_0123" }),
+    "ws://h/v1/omni?format=pcm16&rate=24000&agent_id=agent_0123",
+  );
+  assert.equal(
     realtimeURL("ws://h/v1/omni?x=1#frag", { rate: 16000 }),
     "ws://h/v1/omni?x=1&format=pcm16&rate=16000",
   );

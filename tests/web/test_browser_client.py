@@ -219,12 +219,11 @@ def test_a_conversation_with_barge_in(
         assert stats["writtenSamples"] > after_greeting["writtenSamples"] + RATE // 2
         assert stats["playedSamples"] > after_greeting["playedSamples"] + RATE // 2
         assert stats["overruns"] == 0
-        # The flush cleared the ring at once: the clear was posted in the same task as the
-        # flush arrived, and the first render quantum after it held no queued audio.
+        # The flush cleared the ring at once: the first render quantum after the clear held
+        # no queued audio.
         [clear] = state["clears"]
         report = clear["report"]
         assert clear["cause"] == "flush"
-        assert clear["postedAt"] - clear["at"] < 1
         assert report["bufferedBefore"] > 0 and report["dropped"] > 0
         assert report["bufferedAfter"] == 0
         assert 0 <= report["renderedFrame"] - report["frame"] < QUANTUM
@@ -273,6 +272,26 @@ TAP_PLAYBACK = """() => {
     return (best + (0.5 * (left - right)) / (left - 2 * peak + right)) * binHz;
   };
 }"""
+
+
+def test_the_page_talks_to_the_stored_agent_its_address_names(
+    agent_server: RunningServer, playwright: Playwright, tmp_path: Path
+) -> None:
+    """The seed's first step: create an agent, put its ``agent_id`` in the page's address."""
+    quickstart = (agent_server.data_dir / "quickstart-key").read_text().strip()
+    created = httpx.post(
+        f"{agent_server.http}/v1/agents",
+        json={"name": "Night desk", "greeting": "Good evening, this is the night desk."},
+        headers={"Authorization": f"Bearer {quickstart}"},
+    )
+    assert created.status_code == 201, created.text
+    with chromium(playwright, write_wav(tmp_path / "quiet.wav", 8.0)) as browser:
+        page = browser.new_page()
+        page.goto(f"{agent_server.http}/?agent_id={created.json()['agent_id']}")
+        page.click("#start")
+        greeting = page.locator(".turn.assistant").first
+        expect(greeting).to_have_text(re.compile("Good evening, this is the night desk"))
+        page.click("#start")  # stop
 
 
 def test_a_forced_48khz_context_keeps_the_pitch(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
 from voxline.cli import agents, bench, eval, keys, serve, talk
+from voxline.cli.errors import DEBUG_FLAG, ReportingGroup, debug_first
 
 app = typer.Typer(
     name="voxline",
     help="A self-hosted realtime voice-agent server.",
     no_args_is_help=True,
     add_completion=False,
+    cls=ReportingGroup,
 )
 app.command("serve")(serve.serve)
 app.command("talk")(talk.talk)
@@ -20,5 +25,15 @@ app.add_typer(agents.app, name="agents", help="Create, list, show, update and de
 app.add_typer(eval.app, name="eval", help="Measure the engines: speech recognition (stt).")
 
 
+@app.callback()
+def root(
+    debug: Annotated[
+        bool,
+        typer.Option(DEBUG_FLAG, help="show the traceback of an error (anywhere on the line)"),
+    ] = False,
+) -> None:
+    """A self-hosted realtime voice-agent server."""
+
+
 def main() -> None:
-    app()
+    app(args=debug_first(sys.argv[1:]), prog_name="voxline")

@@ -40,11 +40,7 @@ def open_database(data_dir: Path | None, database_url: str | None) -> Iterator[D
         overrides["data_dir"] = data_dir
     if database_url is not None:
         overrides["database_url"] = database_url
-    try:
-        settings = Settings(**overrides)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--database-url") from None
-    with Database(settings.database) as db:
+    with Database(Settings(**overrides).database) as db:
         yield db
 
 

@@ -6,7 +6,6 @@ import stat
 from typing import Annotated, Any, Final
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from voxline.auth.keys import (
@@ -93,23 +92,21 @@ def serve(
     """Start the server. Settings come from flags, then VOXLINE_* variables (--stt-model:
     VOXLINE_STT_MODEL), then the --config TOML file (--stt-model: model in its stt table),
     then defaults."""
-    console = Console(stderr=True)
-    try:
-        settings = Settings(**SERVE_FLAGS.overrides(flags))
-    except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            console.print(f"[red]settings:[/] {where + ': ' if where else ''}{error['msg']}")
-        raise typer.Exit(2) from None
-    base = f"http://{settings.host}:{settings.port}"
-    processes = f", {settings.workers} processes" if settings.workers > 1 else ""
-    console.print(f"[bold]voxline[/] ({settings.agent} agent{processes}) on {base}")
-    console.print(f"  realtime socket: ws://{settings.host}:{settings.port}/v1/omni")
+    settings = Settings(**SERVE_FLAGS.overrides(flags))  # a mistake: see cli/errors.py
+    banner = [f"[bold]voxline[/] ({settings.agent} agent) is up on {_base_url(settings)}"]
+    if settings.workers > 1:
+        banner[0] += f", {settings.workers} processes"
+    banner.append(f"  realtime socket: {_base_url(settings, 'ws')}/v1/omni")
     if print_key:
         key = quickstart_key(settings)
-        console.print(f"  test key: [bold]{key}[/]")
+        banner.append(f"  test key: [bold]{key}[/]")
         if not settings.web_key:  # the quickstart serves the browser page too
             settings = settings.model_copy(update={"web_key": key})
     if settings.web_key:
-        console.print(f"  browser page: [bold]{base}/[/]")
-    run_server(settings, log_level=log_level)
+        banner.append(f"  browser page: [bold]{_base_url(settings)}/[/]")
+    console = Console(stderr=True)
+    run_server(settings, log_level=log_level, on_started=lambda: console.print("\n".join(banner)))
+
+
+def _base_url(settings: Settings, scheme: str = "http") -> str:
+    return f"{scheme}://{settings.host}:{settings.port}"

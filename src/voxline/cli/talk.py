@@ -20,11 +20,11 @@ from voxline.audio.pcm import pcm16_samples
 from voxline.audio.resample import resample
 from voxline.cli.options import configure_fields
 from voxline.client.sdk import (
+    FRAME_MS,
     Closed,
     OmniClient,
     realtime_subprotocols,
     realtime_url,
-    stream_pcm,
 )
 from voxline.client.wav import read_wav, write_wav
 from voxline.protocol.connect import RATES
@@ -32,6 +32,9 @@ from voxline.protocol.frames import Framing
 from voxline.protocol.server_messages import AgentAudio, ServerEvent, audio_rate, close_meaning
 
 END_TIMEOUT = 10.0  # seconds to wait for session_end and the close after session_ending
+REPLY_START_TIMEOUT = 15.0  # seconds after the last WAV for the agent to start its reply
+MAX_WAIT = 120.0  # seconds after the last WAV at most, however long the agent talks
+WORDLESS_REPLY_QUIET = 1.0  # seconds without audio that end a reply without words (echo)
 _ROLES = {"user": "user", "assistant": "agent"}
 _STYLES = {
     "flush": "bold magenta",
@@ -156,6 +159,44 @@ def _stamp(at: float) -> Text:
     return Text(f"{at:7.2f}s  ", style="dim")
 
 
+class Replies:
+    """When the agent's replies start and end, from what the server sends (docs/protocol.md):
+    a reply starts with ``turn``, and is over once its final assistant ``transcript`` comes
+    (sent when its audio has all been played out), or a ``flush`` (the caller interrupted
+    it); a reply without words (the echo agent's) once its audio has stopped."""
+
+    def __init__(self) -> None:
+        self.speaking = False
+        self.last_start = -1.0
+        self._worded = False
+        self._last_audio = 0.0
+
+    def event(self, at: float, event: ServerEvent) -> None:
+        if event.name == "turn":
+            self.speaking, self._worded, self.last_start = True, False, at
+            self._last_audio = at
+        elif event.name == "flush":
+            self.speaking = False
+        elif event.name == "transcript" and event.data.get("role") == "assistant":
+            self._worded = True
+            if event.data.get("final") is True:
+                self.speaking = False
+
+    def audio(self, at: float) -> None:
+        self._last_audio = at
+
+    def answered(self, since: float, now: float) -> bool:
+        """Whether the agent has replied to what the caller said up to ``since`` and is done
+        (or has not started a reply in time, or has talked too long)."""
+        if self.speaking and not self._worded and now - self._last_audio >= WORDLESS_REPLY_QUIET:
+            self.speaking = False
+        if now - since >= MAX_WAIT:
+            return True
+        if self.speaking:
+            return False
+        return self.last_start >= since or now - since >= REPLY_START_TIMEOUT
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     closed: Closed
@@ -163,17 +204,32 @@ class Outcome:
     out_rate: int
     agent: AgentTrack
     error: ServerEvent | None
+    caller_seconds: float
+    """How long the caller's side of the call lasted, silence after the WAVs included."""
 
 
-async def converse(client: OmniClient, caller: bytes, rate: int, display: Display) -> Outcome:
-    """Stream ``caller`` in real time, then end the session, while showing what comes back
-    and recording the agent's audio; returns once the connection has closed."""
+async def converse(
+    client: OmniClient, caller: bytes, display: Display, *, until_answered: bool = True
+) -> Outcome:
+    """Stream ``caller`` in real time, then (``until_answered``) silence until the agent's
+    reply to it is over, then end the session, while showing what comes back and recording
+    the agent's audio; returns once the connection has closed."""
     loop = asyncio.get_running_loop()
     start = loop.time()
+    replies = Replies()
+    caller_seconds = 0.0
 
     async def speak() -> None:
+        nonlocal caller_seconds
         with contextlib.suppress(ConnectionClosed):
-            await stream_pcm(client, caller, rate, start=start)
+            await client.send_audio(caller, realtime=True)
+            said = loop.time() - start
+            sent = len(caller)
+            silence = bytes(2 * client.rate * FRAME_MS // 1000)
+            while until_answered and not replies.answered(said, loop.time() - start):
+                await client.send_audio(silence, realtime=True)
+                sent += len(silence)
+            caller_seconds = sent / (2 * client.rate)
             try:
                 async with asyncio.timeout(END_TIMEOUT):
                     await client.end()
@@ -182,7 +238,7 @@ async def converse(client: OmniClient, caller: bytes, rate: int, display: Displa
                 await client.close()
 
     agent = AgentTrack()
-    out_rate = rate
+    out_rate = client.rate
     error: ServerEvent | None = None
     started = False
     closed = Closed(1006, "")
@@ -192,8 +248,10 @@ async def converse(client: OmniClient, caller: bytes, rate: int, display: Displa
             at = loop.time() - start
             if isinstance(item, AgentAudio):
                 agent.add(at, item.pcm, out_rate)
+                replies.audio(at)
             elif isinstance(item, ServerEvent):
                 display.event(at, item)
+                replies.event(at, item)
                 out_rate = audio_rate(item.data.get("audio_out")) or out_rate
                 if item.name in ("hello", "session_started"):
                     started = True
@@ -204,7 +262,7 @@ async def converse(client: OmniClient, caller: bytes, rate: int, display: Displa
             else:
                 closed = item
         speaker.cancel()
-    return Outcome(closed, started, out_rate, agent, error)
+    return Outcome(closed, started, out_rate, agent, error, caller_seconds)
 
 
 async def _session(
@@ -213,8 +271,9 @@ async def _session(
     framing: Framing,
     fields: dict[str, Any],
     caller: bytes,
-    rate: int,
     display: Display,
+    *,
+    until_answered: bool,
 ) -> Outcome:
     async with OmniClient.connect(url, key, framing=framing, configure=fields) as client:
         display.console.print(
@@ -224,7 +283,7 @@ async def _session(
             soft_wrap=True,
         )
         with display:
-            return await converse(client, caller, rate, display)
+            return await converse(client, caller, display, until_answered=until_answered)
 
 
 def _refusal(exc: Exception) -> str:
@@ -273,13 +332,20 @@ def talk(
     label: Annotated[str | None, typer.Option(help="session label (agent id)")] = None,
     gap: Annotated[float, typer.Option(min=0.0, help="seconds of silence between WAVs")] = 2.0,
     wait: Annotated[
-        float, typer.Option(min=0.0, help="seconds of silence after the last WAV")
-    ] = 5.0,
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="seconds of silence after the last WAV; unset: until the agent's reply to "
+            "it has been heard",
+            show_default=False,
+        ),
+    ] = None,
     configure: Annotated[
         str | None, typer.Option(help='JSON object merged into configure, e.g. {"greeting":"Hi"}')
     ] = None,
 ) -> None:
-    """Talk to an agent: stream WAVs as the caller in real time, show what comes back."""
+    """Talk to an agent: stream WAVs as the caller in real time, show what comes back, and
+    hang up once the agent has answered the last one."""
     if rate not in RATES:
         raise typer.BadParameter(
             f"must be one of {', '.join(map(str, RATES))}", param_hint="--rate"
@@ -293,22 +359,24 @@ def talk(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key") from exc
     fields = configure_fields(configure)
-    caller = _caller_audio(wav, rate, gap, wait)
+    caller = _caller_audio(wav, rate, gap, wait or 0.0)
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
     try:
         outcome = asyncio.run(
-            _session(ws_url, key, framing, fields, caller, rate, Display(console))
+            _session(
+                ws_url, key, framing, fields, caller, Display(console), until_answered=wait is None
+            )
         )
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         errors.print(
-            Text.assemble(("cannot connect", "bold red"), f" to {ws_url}: {_refusal(exc)}"),
+            Text.assemble(("error: ", "bold red"), f"cannot connect to {ws_url}: {_refusal(exc)}"),
             soft_wrap=True,
         )
         raise typer.Exit(1) from None
 
     if out is not None and outcome.started:
-        pcm = outcome.agent.render(outcome.out_rate, len(caller) / (2 * rate))
+        pcm = outcome.agent.render(outcome.out_rate, outcome.caller_seconds)
         write_wav(out, pcm, outcome.out_rate)
         console.print(
             f"saved {outcome.agent.speech_seconds:.1f} s of agent audio to {out} "

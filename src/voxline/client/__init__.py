@@ -1,4 +1,5 @@
-"""The Python SDK for the realtime socket; WAV helpers live in ``voxline.client.wav``."""
+"""The Python SDK for the realtime socket; ``stream_wav`` says a WAV file into a session,
+the other WAV helpers live in ``voxline.client.wav``."""
 
 from voxline.client.sdk import (
     ClientEvent,
@@ -8,6 +9,7 @@ from voxline.client.sdk import (
     realtime_url,
     stream_pcm,
 )
+from voxline.client.wav import stream_wav
 from voxline.protocol.server_messages import AgentAudio, ServerEvent
 
 __all__ = [
@@ -19,4 +21,5 @@ __all__ = [
     "realtime_subprotocols",
     "realtime_url",
     "stream_pcm",
+    "stream_wav",
 ]

@@ -32,6 +32,10 @@ from voxline.protocol.server_messages import AgentAudio, ServerEvent
 logger = logging.getLogger("voxline.client")
 
 REALTIME_PATH: Final = "/v1/omni"
+FRAME_MS: Final = 20
+"""Caller audio goes out in frames this long, as a microphone's would."""
+MAX_LAG_S: Final = 0.2
+"""A real-time sender this far behind its clock (the caller paused) starts a new one."""
 FramingName = Literal["raw", "tagged"]
 _WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 7230 token characters
@@ -94,12 +98,16 @@ class OmniClient:
     """One realtime session. Open it with :meth:`connect`.
 
     ``framing`` is how this client frames what it sends; the server answers in kind.
+    ``rate`` is the caller audio's sample rate, the socket URL's ``rate``.
     Sending after the connection closed raises ``websockets.exceptions.ConnectionClosed``.
     """
 
-    def __init__(self, connection: ClientConnection, framing: Framing) -> None:
+    def __init__(self, connection: ClientConnection, framing: Framing, rate: int = 24000) -> None:
         self._ws = connection
         self.framing = framing
+        self.rate = rate
+        self._frame_bytes = 2 * rate * FRAME_MS // 1000
+        self._clock = 0.0  # when the audio sent in real time so far ends, on the loop's clock
         self._inbound: Framing | None = None
         self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
@@ -143,7 +151,7 @@ class OmniClient:
             # PCM hardly compresses: permessage-deflate would only cost CPU on both ends.
             **{"compression": None, **options},
         )
-        client = cls(connection, framing)
+        client = cls(connection, framing, _url_rate(url))
         try:
             await client.configure(**configure)
         except ConnectionClosed:
@@ -184,11 +192,30 @@ class OmniClient:
         message["type"] = "configure"  # a frame's kind, never a setting
         await self._send_control(message)
 
-    async def send_audio(self, pcm16: bytes) -> None:
-        """Send caller audio: PCM16 LE mono at the connection's rate."""
+    async def send_audio(self, pcm16: bytes, *, realtime: bool = False) -> None:
+        """Send caller audio of any length: PCM16 LE mono at the connection's rate, in
+        20 ms frames (the server refuses a message over 64 KiB).
+
+        The server takes audio at real time, give or take a 2 s burst (a client sending
+        faster is closed with 4429 ``audio_too_fast``). A live source is paced by its
+        microphone; for recorded audio pass ``realtime=True``: each frame then leaves when
+        the audio sent before it has played, continuing across calls (after a pause of the
+        caller's, from then on).
+        """
         if len(pcm16) % 2:
             raise ValueError("PCM16 audio must have an even number of bytes")
-        await self._ws.send(frames.encode_audio(pcm16, self.framing))
+        loop = asyncio.get_running_loop()
+        step = self._frame_bytes
+        for offset in range(0, len(pcm16), step):
+            frame = pcm16[offset : offset + step]
+            if realtime:
+                now = loop.time()
+                if now - self._clock > MAX_LAG_S:
+                    self._clock = now
+                elif self._clock > now:
+                    await asyncio.sleep(self._clock - now)
+                self._clock += len(frame) / (2 * self.rate)
+            await self._ws.send(frames.encode_audio(frame, self.framing))
 
     async def dtmf(self, digits: str) -> None:
         if not digits or not set(digits.upper()) <= DTMF_DIGITS:
@@ -251,6 +278,12 @@ class OmniClient:
             pass
         finally:
             self._queue.put_nowait(Closed(self._ws.close_code or 1006, self._ws.close_reason or ""))
+
+
+def _url_rate(url: str) -> int:
+    """The caller audio rate a socket URL asks for; the server's default when it names none."""
+    rate = dict(parse_qsl(urlsplit(url).query)).get("rate", "")
+    return int(rate) if rate.isdigit() and int(rate) in RATES else 24000
 
 
 class _Connect:

@@ -9,6 +9,7 @@ import numpy as np
 
 from voxline.audio.pcm import pcm16_samples
 from voxline.audio.resample import resample
+from voxline.client.sdk import OmniClient
 
 
 def read_wav(path: str | Path, rate: int) -> bytes:
@@ -20,8 +21,8 @@ def read_wav(path: str | Path, rate: int) -> bytes:
             channels = wav.getnchannels()
             source_rate = wav.getframerate()
             frames = wav.readframes(wav.getnframes())
-    except wave.Error as exc:
-        raise ValueError(f"{path}: not a PCM WAV file ({exc})") from exc
+    except (wave.Error, EOFError) as exc:  # EOFError: a file cut short
+        raise ValueError(f"{path}: not a PCM WAV file ({str(exc) or 'cut short'})") from exc
     samples = pcm16_samples(frames)
     if channels > 1:
         mixed = samples.reshape(-1, channels).mean(axis=1)
@@ -36,3 +37,14 @@ def write_wav(path: str | Path, pcm: bytes, rate: int) -> None:
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(pcm)
+
+
+async def stream_wav(
+    client: OmniClient, path: str | Path, *, trailing_silence: float = 1.0
+) -> None:
+    """Say a WAV file into the session as a caller would: in real time, at the connection's
+    rate, then ``trailing_silence`` seconds of silence. The server hears that a caller has
+    finished by the silence it receives, so a file with none after it is a turn that never
+    ends: the default second is enough for the default endpointing (500 ms)."""
+    pcm = read_wav(path, client.rate) + bytes(2 * round(trailing_silence * client.rate))
+    await client.send_audio(pcm, realtime=True)

@@ -12,11 +12,13 @@ with the same words. Windows cut to the audio itself (plus 1.5-3 s) are faster s
 make tiny.en repeat its sentence, since it only ever saw long windows; 10 s never did in our
 measurements. Longer audio takes faster-whisper's own 30 s path.
 
-Decoding is greedy. On the evaluation set (``voxline eval stt``, espeak-ng and Piper voices,
-384 clips a line, figures in docs/performance.md) a beam search of 5 misheard fewer words
-(28 % against 32 % at 16 kHz, 47 % against 53 % at 8 kHz µ-law) for 0.01-0.03 s more a
-decode (longest 0.26 s), but it hears a "Sorry," before a pause as the finished-sounding
-"Sorry?", which ends the caller's turn there; ``VOXLINE_STT_BEAM=5`` chooses it. An 8 s
+A decode that ends a turn searches a beam of 5 (``beam_size``); partial transcripts, which
+only caption speech still going on, are decoded greedily. On the evaluation set
+(``voxline eval stt``, figures in docs/performance.md) the beam misheard fewer words on
+every family of voices (espeak-ng 28 % against 32 % at 16 kHz, 47 % against 53 % at 8 kHz
+µ-law) for 0.01-0.03 s more a decode (longest 0.26 s). It punctuates a lead-in before a
+pause ("Hello," "Sorry,") as a sentence more often than greedy decoding does;
+:mod:`voxline.engines.turn_end` does not trust a fragment's punctuation. An 8 s
 window was as accurate within the noise and 0.01 s faster, with less margin against the
 repeats of short windows. Padding the window with the features of silence instead of zeros
 changed nothing (31 % against 32 % and 69 % against 66 %, 96 clips a line). A prompt makes
@@ -54,7 +56,9 @@ from voxline.engines.models import verify_sha256
 from voxline.engines.priority_pool import PriorityPool
 
 SAMPLE_RATE: Final = 16_000
-DEFAULT_BEAM: Final = 1
+DEFAULT_BEAM: Final = 5
+PARTIAL_BEAM: Final = 1
+"""Partial transcripts are greedy: captions, soon replaced, need not cost a beam search."""
 PACKAGED_MODEL: Final = "tiny.en"
 MIN_SECONDS: Final = 0.2
 """Shorter audio is not decoded: any whole utterance is longer (Piper says "No." in 0.46 s)."""
@@ -265,7 +269,8 @@ class WhisperTranscriber:
             return skipped
         cancelled = threading.Event()
         # A copy: a discarded decode may still read it after the caller reuses its buffer.
-        decode = functools.partial(self._decode, audio.copy(), prompt, cancelled)
+        beam = PARTIAL_BEAM if partial and not batch else self._beam_size
+        decode = functools.partial(self._decode, audio.copy(), prompt, cancelled, beam=beam)
         future = self._pool.submit(2 if batch else int(partial), decode)
         if partial and not batch:
             self._partials[cancelled] = future
@@ -281,7 +286,9 @@ class WhisperTranscriber:
 
     def transcribe_blocking(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
         """:meth:`transcribe` in the calling thread, for offline use."""
-        return _skipped(audio) or self._decode(audio, prompt, threading.Event())
+        return _skipped(audio) or self._decode(
+            audio, prompt, threading.Event(), beam=self._beam_size
+        )
 
     async def aclose(self) -> None:
         """Let a running decode finish and drop queued ones; later requests raise
@@ -290,7 +297,12 @@ class WhisperTranscriber:
         await asyncio.to_thread(self._pool.shutdown)
 
     def _decode(
-        self, audio: Float32Array, prompt: str | None, cancelled: threading.Event
+        self,
+        audio: Float32Array,
+        prompt: str | None,
+        cancelled: threading.Event,
+        *,
+        beam: int = DEFAULT_BEAM,
     ) -> Transcript:
         start = time.perf_counter()
         seconds = audio.size / SAMPLE_RATE
@@ -300,9 +312,9 @@ class WhisperTranscriber:
             _MIN_NEW_TOKENS + _TOKENS_PER_SECOND * math.ceil(min(seconds, 30.0)), _MAX_NEW_TOKENS
         )
         if seconds <= self._window_seconds - 2:
-            text = self._decode_short(audio, prompt, tokens, cancelled)
+            text = self._decode_short(audio, prompt, tokens, cancelled, beam)
         else:
-            text = self._decode_long(audio, prompt, tokens, cancelled)
+            text = self._decode_long(audio, prompt, tokens, cancelled, beam)
         return Transcript(drop_repeats(text), seconds, time.perf_counter() - start)
 
     def _decode_short(
@@ -311,8 +323,9 @@ class WhisperTranscriber:
         prompt: str | None,
         max_new_tokens: int,
         cancelled: threading.Event,
+        beam: int,
     ) -> str:
-        """One greedy pass over a short encoder window (see the module docstring)."""
+        """One pass over a short encoder window (see the module docstring)."""
         model = self._model
         frames = int(self._window_seconds * _FRAMES_PER_SECOND)
         features = model.feature_extractor(audio, padding=0)
@@ -327,7 +340,7 @@ class WhisperTranscriber:
         result = model.model.generate(
             encoded,
             [tokens],
-            beam_size=self._beam_size,
+            beam_size=beam,
             max_length=len(tokens) + max_new_tokens,
             suppress_blank=True,
             suppress_tokens=self._suppressed,
@@ -340,11 +353,12 @@ class WhisperTranscriber:
         prompt: str | None,
         max_new_tokens: int,
         cancelled: threading.Event,
+        beam: int,
     ) -> str:
         segments, _ = self._model.transcribe(
             audio,
             language="en",
-            beam_size=self._beam_size,
+            beam_size=beam,
             temperature=0.0,
             condition_on_previous_text=False,
             initial_prompt=prompt or None,
@@ -492,8 +506,9 @@ def load_transcriber(
 ) -> Transcriber:
     """The process's transcriber: Whisper with ``spec`` (see :func:`resolve_model`) in
     ``workers`` decoders (default: :func:`default_workers`) of ``threads`` cores each, with
-    beams of ``beam_size``; or the endpoint at ``remote_url``, where ``spec`` names the remote
-    model (``whisper-1`` when None). Call once per process and share the result."""
+    beams of ``beam_size`` for every decode but partial ones; or the endpoint at
+    ``remote_url``, where ``spec`` names the remote model (``whisper-1`` when None). Call
+    once per process and share the result."""
     if remote_url is None:
         return WhisperTranscriber(
             spec,

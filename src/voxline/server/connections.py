@@ -56,7 +56,9 @@ class HttpProtocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         waiting_for = self.conn.their_state
         super().data_received(data)
-        if self.transport.get_protocol() is not self:  # upgraded: the WebSocket's now
+        if self.transport.get_protocol() is not self:
+            # Upgraded to a WebSocket: h11 never sees the upgrade request's end, so its body
+            # would seem to stall; the connection's bounds are the WebSocket protocol's now.
             self._cancel_timer()
             return
         state = self.conn.their_state

@@ -16,12 +16,17 @@ import logging
 import logging.config
 import math
 import os
+import socket
 import tempfile
+import threading
+import urllib.request
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
 
 from voxline.config import Settings
 from voxline.server.app import create_app
@@ -29,6 +34,7 @@ from voxline.server.capacity import HTTP_HEADROOM, default_max_connections, rais
 from voxline.server.connections import HttpProtocol, WebSocketProtocol
 from voxline.server.metrics import MULTIPROCESS_DIR_VARIABLE
 from voxline.server.redaction import log_config
+from voxline.server.startup import bind_socket, check_settings, local_url
 from voxline.store.database import Database
 
 WS_MAX_BYTES: Final = 1024 * 1024
@@ -43,12 +49,22 @@ def configure_logging(level: str) -> None:
     logging.config.dictConfig(log_config(level))
 
 
-def run_server(settings: Settings, *, log_level: str = "info") -> None:
+def run_server(
+    settings: Settings,
+    *,
+    log_level: str = "info",
+    on_started: Callable[[], None] = lambda: None,
+) -> None:
     """Serve ``settings`` until interrupted, in ``settings.workers`` processes.
 
-    SIGTERM or SIGINT drains each process first (see :mod:`voxline.server.shutdown`); what
-    is still running ``shutdown_grace_seconds`` later is cancelled.
+    The files the settings name and the port are checked first: a mistake there raises
+    :class:`~voxline.server.startup.StartupError` before anything loads. ``on_started`` is
+    called once the port is bound and the models are loaded (with several processes, once
+    the first of them answers). SIGTERM or SIGINT drains each process first (see
+    :mod:`voxline.server.shutdown`); what is still running ``shutdown_grace_seconds`` later
+    is cancelled.
     """
+    check_settings(settings)
     configure_logging(log_level)
     max_connections = _max_connections(settings)
     options: dict[str, Any] = {
@@ -75,24 +91,72 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
         "limit_concurrency": max_connections + HTTP_HEADROOM,
         "timeout_graceful_shutdown": math.ceil(settings.shutdown_grace_seconds),
     }
-    if settings.workers == 1:
-        uvicorn.run(create_app(settings, max_connections=max_connections), **options)
-        return
+    with bind_socket(settings.host, settings.port) as sock:
+        if settings.workers == 1:
+            app = create_app(settings, max_connections=max_connections)
+            server = _Server(uvicorn.Config(app, **options), on_started)
+            server.run(sockets=[sock])
+            return
+        _run_workers(settings, options, sock, max_connections, on_started)
+
+
+def _run_workers(
+    settings: Settings,
+    options: dict[str, Any],
+    sock: socket.socket,
+    max_connections: int,
+    on_started: Callable[[], None],
+) -> None:
     Database(settings.database).close()  # migrate once, before the workers start
+    config = uvicorn.Config(
+        f"{__name__}:worker_app", factory=True, workers=settings.workers, **options
+    )
+    served = threading.Event()
+    announcer = threading.Thread(
+        target=_call_when_serving,
+        args=(local_url(settings.host, settings.port), on_started, served),
+        daemon=True,
+    )
     with tempfile.TemporaryDirectory(prefix="voxline-metrics-") as metrics_dir:
         os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
         os.environ[_HANDOVER_VARIABLE] = json.dumps(
             {
                 "settings": settings.model_dump(mode="json"),
-                "log_level": log_level,
+                "log_level": options["log_level"],
                 "max_connections": max_connections,
                 "boot": uuid.uuid4().hex,
             }
         )
         try:
-            uvicorn.run(f"{__name__}:worker_app", factory=True, workers=settings.workers, **options)
+            announcer.start()
+            Multiprocess(config, sockets=[sock]).run()
         finally:
+            served.set()
             del os.environ[MULTIPROCESS_DIR_VARIABLE], os.environ[_HANDOVER_VARIABLE]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_started`` once it listens with its app started."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
+
+
+def _call_when_serving(url: str, on_started: Callable[[], None], done: threading.Event) -> None:
+    """Call ``on_started`` once a worker at ``url`` answers (its app has started)."""
+    while not done.wait(0.2):
+        try:  # urllib: httpx would log every attempt
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                on_started()
+                return
+        except OSError:
+            pass
 
 
 def worker_app() -> Starlette:

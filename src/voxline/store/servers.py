@@ -20,6 +20,7 @@ a server restarted after a crash closes its predecessor's calls at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -27,16 +28,27 @@ import uuid
 from dataclasses import dataclass
 
 import psutil
-from sqlalchemy import ColumnElement, Update, case, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Update, case, delete, insert, or_, select, update
 
 from voxline.store.database import Database
 from voxline.store.schema import calls, servers
 
+log = logging.getLogger(__name__)
+
 SERVER_LOST = "server_lost"
 #: The code a lost call's client saw: its connection just dropped.
 SERVER_LOST_CODE = 1006
-#: A process's pid start time, as psutil reads it twice, agrees to well within this.
+#: A process's start time, as psutil reads it twice, agrees to well within this.
 _START_TIME_TOLERANCE_S = 0.05
+#: Start times above this are wall-clock times, written by versions before boot-relative
+#: ones; no host has been up for 30 years.
+_WALL_CLOCK_START = 1e9
+
+
+def _started(process: psutil.Process) -> float:
+    """When ``process`` started, in seconds since boot: unlike its wall-clock start time,
+    which moves whenever the wall clock is stepped, this never changes."""
+    return process.create_time() - psutil.boot_time()  # both move with the wall clock
 
 
 def _host() -> str:
@@ -60,7 +72,8 @@ class _Registered:
 def _alive(pid: int, started_at: float) -> bool:
     try:
         process = psutil.Process(pid)
-        return abs(process.create_time() - started_at) < _START_TIME_TOLERANCE_S
+        started = process.create_time() if started_at > _WALL_CLOCK_START else _started(process)
+        return abs(started - started_at) < _START_TIME_TOLERANCE_S
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
@@ -78,28 +91,36 @@ class ServerRegistry:
     def register(self) -> str:
         """Register this process; the id its call records are to carry."""
         server_id = uuid.uuid4().hex
-        now = time.time()
-        pid = os.getpid()
         with self._db.write() as conn:
-            conn.execute(
-                insert(servers).values(
-                    server_id=server_id,
-                    host=self._host,
-                    pid=pid,
-                    pid_started_at=psutil.Process(pid).create_time(),
-                    started_at=now,
-                    heartbeat_at=now,
-                )
-            )
+            self._insert(conn, server_id)
         return server_id
 
     def heartbeat(self, server_id: str) -> None:
+        """This process is alive. Registered again if another process took it for gone
+        (it closed the calls open then: their records cannot be taken back)."""
         with self._db.write() as conn:
-            conn.execute(
+            updated = conn.execute(
                 update(servers)
                 .where(servers.c.server_id == server_id)
                 .values(heartbeat_at=time.time())
+            ).rowcount
+            if not updated:
+                log.warning("server %s was taken for gone; registering it again", server_id)
+                self._insert(conn, server_id)
+
+    def _insert(self, conn: Connection, server_id: str) -> None:
+        now = time.time()
+        pid = os.getpid()
+        conn.execute(
+            insert(servers).values(
+                server_id=server_id,
+                host=self._host,
+                pid=pid,
+                pid_started_at=_started(psutil.Process(pid)),
+                started_at=now,
+                heartbeat_at=now,
             )
+        )
 
     def deregister(self, server_id: str, *, reason: str) -> int:
         """A clean stop: close what is still open of this process's calls with ``reason``

@@ -23,12 +23,13 @@ const INTERRUPTED_MS = 1500; // how long the status says "interrupted" after a b
 
 /**
  * The socket URL of a server: `http(s)://host` becomes `ws(s)://host/v1/omni?format=pcm16&…`.
- * Like the Python SDK's `realtime_url`: a base path (behind a proxy) is kept; `framing`
+ * Like the Python SDK's `realtime_url`: a base path (behind a proxy) is kept; `agentId`
+ * names the stored agent the session starts from (docs/api.md, "Agents"); `framing`
  * ("raw" or "tagged") forces the server's framing; `apiKey` is for server-side code only.
  */
 export function realtimeURL(
   baseUrl,
-  { sessionLabel, rate = WIRE_RATE, framing, apiKey } = {},
+  { sessionLabel, agentId, rate = WIRE_RATE, framing, apiKey } = {},
 ) {
   const url = new URL(baseUrl, globalThis.location?.href);
   const scheme = WS_SCHEMES[url.protocol];
@@ -44,6 +45,7 @@ export function realtimeURL(
   url.searchParams.set("format", "pcm16");
   url.searchParams.set("rate", String(rate));
   if (sessionLabel !== undefined) url.searchParams.set("session_label", sessionLabel);
+  if (agentId !== undefined) url.searchParams.set("agent_id", agentId);
   if (framing !== undefined) url.searchParams.set("framing", framing);
   if (apiKey !== undefined) url.searchParams.set("api_key", apiKey);
   return url.toString();

@@ -1,7 +1,7 @@
 // The page voxline serves at "/": a Start/Stop button, live status, the transcript, a
 // microphone meter and per-turn latency, on client.js. Query parameters, for testing:
 // `rate` forces the AudioContext's rate (48000: the worklets resample), `framing` picks
-// "raw" or "tagged", `agent_id` labels the session.
+// "raw" or "tagged", `agent_id` names the stored agent to talk to (docs/api.md, "Agents").
 
 import { ClientError, VoiceClient, insecureContextError, realtimeURL } from "./client.js";
 
@@ -61,7 +61,7 @@ function start() {
   try {
     url = realtimeURL(new URL(".", location.href), {
       framing,
-      sessionLabel: params.get("agent_id") ?? undefined,
+      agentId: params.get("agent_id") ?? undefined,
     });
   } catch (error) {
     showError(new ClientError("invalid_parameter", error.message, "Fix the page's address."));
