@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import httpx
 
+from voxline.agents.fillers import holds_words
 from voxline.agents.profiles import knowledge_of
 from voxline.agents.tools import SessionTools
 from voxline.audio.pcm import Int16Array, to_float
@@ -178,6 +179,7 @@ class _Draft:
 
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     text: str | None = None  # the transcript, once decoded
+    transcription: asyncio.Task[str] = field(init=False)
     task: asyncio.Task[_Prepared] = field(init=False)
 
     async def commit(self) -> _Prepared:
@@ -188,6 +190,7 @@ class _Draft:
         """Cancel the draft; the task closing a finished draft's reply, if one is needed."""
         task = self.task
         task.cancel()
+        self.transcription.cancel()
         if not task.done() or task.cancelled() or task.exception() is not None:
             return None
         pieces = task.result().pieces
@@ -296,11 +299,12 @@ class DefaultConversation:
 
     def _start_draft(self, audio: Int16Array) -> _Draft:
         draft = _Draft()
-        draft.task = asyncio.create_task(self._draft_reply(draft, audio))
+        draft.transcription = asyncio.create_task(self._transcribe(audio))
+        draft.task = asyncio.create_task(self._draft_reply(draft))
         return draft
 
-    async def _draft_reply(self, draft: _Draft, audio: Int16Array) -> _Prepared:
-        draft.text = await self._transcribe(audio)
+    async def _draft_reply(self, draft: _Draft) -> _Prepared:
+        draft.text = await draft.transcription
         return await self._prepare(draft.text, None, _GatedTools(self._session_tools(), draft.gate))
 
     async def _send_partial(self, audio: Int16Array) -> None:
@@ -355,6 +359,28 @@ class DefaultConversation:
         if closing is not None:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
+
+    async def holds_words(self, turn: CallerTurn) -> bool:
+        """Whether the turn's transcript (its draft's, decoded at the pause) holds more than
+        sounds and hesitations (:func:`holds_words`)."""
+        draft = self._draft
+        text: str | None = turn.text
+        if draft is not None and turn.audio is not None:
+            # Shielded: the draft goes on to be the reply if the turn holds words.
+            text = await asyncio.shield(draft.transcription)
+        elif turn.audio is not None:
+            text = await self._transcribe(turn.audio)
+        return holds_words(text)
+
+    def resumed(self, said: str) -> None:
+        """The turn that cut the reply off was no words: it is not answered (its draft is
+        dropped) and the history holds the reply as it goes on."""
+        self._drop_draft()
+        last = self._history[-1] if self._history else None
+        if last is not None and last.role == "assistant":
+            self._history[-1] = Message("assistant", said)
+        elif said:
+            self._history.append(Message("assistant", said))
 
     # ---- replying -------------------------------------------------------------------
 
