@@ -181,6 +181,7 @@ class _Draft:
     text: str | None = None  # the transcript, once decoded
     transcription: asyncio.Task[str] = field(init=False)
     task: asyncio.Task[_Prepared] = field(init=False)
+    bare: asyncio.Task[str] | None = None  # decoded without a prompt: did it hold words?
 
     async def commit(self) -> _Prepared:
         self.gate.set()
@@ -191,6 +192,8 @@ class _Draft:
         task = self.task
         task.cancel()
         self.transcription.cancel()
+        if self.bare is not None:
+            self.bare.cancel()
         if not task.done() or task.cancelled() or task.exception() is not None:
             return None
         pieces = task.result().pieces
@@ -211,6 +214,7 @@ class DefaultConversation:
         self._last_partial_at = 0.0
         self._last_partial_s = 0.0  # seconds of audio the last partial decoded
         self._draft: _Draft | None = None
+        self._cut = False  # the caller cut the last reply off: their turn may hold no words
         self._closing: set[asyncio.Task[None]] = set()
         self._voice = engines.voices.default
 
@@ -301,6 +305,8 @@ class DefaultConversation:
         draft = _Draft()
         draft.transcription = asyncio.create_task(self._transcribe(audio))
         draft.task = asyncio.create_task(self._draft_reply(draft))
+        if self._cut:  # decoded in the endpointing silence, for :meth:`holds_words`
+            draft.bare = asyncio.create_task(self._transcribe(audio, prompted=False))
         return draft
 
     async def _draft_reply(self, draft: _Draft) -> _Prepared:
@@ -312,12 +318,15 @@ class DefaultConversation:
         if text and self._draft is None:
             await self._host.send_event(events.transcript("user", text, final=False))
 
-    async def _transcribe(self, audio: Int16Array, *, partial: bool = False) -> str:
+    async def _transcribe(
+        self, audio: Int16Array, *, partial: bool = False, prompted: bool = True
+    ) -> str:
         samples = to_float(resample(audio, self._info.in_rate, STT_RATE))
         stt = self._engines.stt
         if self._info.in_rate == 8000 and self._engines.stt_8k is not None:
             stt = self._engines.stt_8k
-        return (await stt.transcribe(samples, prompt=self._stt_prompt(), partial=partial)).text
+        prompt = self._stt_prompt() if prompted else None
+        return (await stt.transcribe(samples, prompt=prompt, partial=partial)).text
 
     def _stt_prompt(self) -> str | None:
         """What the caller is likely to say: see :mod:`voxline.engines.stt_prompt`."""
@@ -361,20 +370,22 @@ class DefaultConversation:
             closing.add_done_callback(self._closing.discard)
 
     async def holds_words(self, turn: CallerTurn) -> bool:
-        """Whether the turn's transcript (its draft's, decoded at the pause) holds more than
-        sounds and hesitations (:func:`holds_words`)."""
+        """Whether the turn holds more than sounds and hesitations (:func:`holds_words`), as
+        Whisper hears it without a prompt: prompted with the knowledge's words and the
+        reply, it makes them of noise ("Dental.", "aetna."); unprompted, of 100 low-passed
+        noise bursts, 97 were nothing, "Oh", "Okay." or "So". Decoded at the turn's first
+        pause, beside its draft (:meth:`_start_draft`), so it costs no time after the turn."""
         draft = self._draft
-        text: str | None = turn.text
-        if draft is not None and turn.audio is not None:
-            # Shielded: the draft goes on to be the reply if the turn holds words.
-            text = await asyncio.shield(draft.transcription)
-        elif turn.audio is not None:
-            text = await self._transcribe(turn.audio)
-        return holds_words(text)
+        if turn.audio is None:
+            return holds_words(turn.text)
+        if draft is not None and draft.bare is not None:
+            return holds_words(await asyncio.shield(draft.bare))  # (the draft may go on)
+        return holds_words(await self._transcribe(turn.audio, prompted=False))
 
     def resumed(self, said: str) -> None:
         """The turn that cut the reply off was no words: it is not answered (its draft is
         dropped) and the history holds the reply as it goes on."""
+        self._cut = False
         self._drop_draft()
         last = self._history[-1] if self._history else None
         if last is not None and last.role == "assistant":
@@ -386,6 +397,7 @@ class DefaultConversation:
 
     async def respond(self, turn: CallerTurn) -> AsyncIterator[ReplyPart]:
         draft, self._draft = self._draft, None
+        self._cut = False
         self._last_partial_s = 0.0  # the next turn's partials start afresh
         if self._partial is not None:
             self._partial.cancel()
@@ -468,6 +480,7 @@ class DefaultConversation:
 
     def interrupted(self, heard: str) -> None:
         """Keep the history true to what the caller heard of the cut-off reply."""
+        self._cut = True
         if self._history and self._history[-1].role == "assistant":
             if heard:
                 self._history[-1] = Message("assistant", heard)
