@@ -4,8 +4,9 @@ the agent resumes and after how long a silence; and real interruptions, which mu
 be resumed.
 
 Each trial is a session of its own: a typed question with a long answer ("Which insurance
-plans do you accept?", about 9 s), then 1.0 s into the answer's audio the caller's line
-carries a sound, over a -70 dBFS noise floor, and then quiet:
+plans do you accept?", about 9 s; it cuts the knowledge file's greeting off), then 1.0 s
+into the answer's audio the caller's line carries a sound, over a -70 dBFS noise floor, and
+then quiet:
 
 - ``bench``: the bench's cough-like burst (0.25 s of white noise under a Hann window);
 - ``lowpass``: noise low-passed below 1 kHz (a rumble, a door, a cough's body), 50-400 ms
@@ -13,8 +14,9 @@ carries a sound, over a -70 dBFS noise floor, and then quiet:
   ``scripts/measure/turn_taking.py`` part 2;
 - ``words``: "Wait, stop, I have another question." (Piper).
 
-A trial counts as interrupted when ``flush`` came, resumed when after it a ``turn`` came
-without a ``turn_begin`` (a reply to a caller turn has one, the resumed reply none); the
+A trial counts as interrupted when a ``flush`` (reason ``barge_in``) came after the sound
+began, resumed when after it a ``turn`` came without a ``turn_begin`` (a reply to a caller
+turn has one, the resumed reply none); the
 silence is from ``flush`` to the first agent audio after the ``turn`` that follows it (audio
 already in flight at the ``flush`` is not the reply going on), as the client receives them.
 
@@ -96,23 +98,27 @@ class Trial:
 async def run_trial(url: str, key: str, kind: str, label: str, clip: Clip) -> Trial:
     trial = Trial(kind, label)
     client = await OmniClient.connect(realtime_url(url), key)
-    first_audio: float | None = None
+    first_audio: float | None = None  # of the answer (after its turn_begin)
+    answering = False
+    listening = False  # the sound has begun: a flush from now on is its doing
     flushed: float | None = None
     went_on = False  # a `turn` came after the flush
     after_flush_audio: float | None = None
 
     async def read() -> None:
-        nonlocal first_audio, flushed, went_on, after_flush_audio
+        nonlocal first_audio, answering, flushed, went_on, after_flush_audio
         async for item in client.events():
             now = time.monotonic()
             if isinstance(item, AgentAudio):
-                if first_audio is None:
+                if answering and first_audio is None:
                     first_audio = now
                 if went_on and after_flush_audio is None:
                     after_flush_audio = now
             elif isinstance(item, ServerEvent):
                 trial.events.append((now, item.name))
-                if item.name == "flush" and flushed is None:
+                answering = answering or item.name == "turn_begin"
+                barge_in = item.name == "flush" and item.data.get("reason") == "barge_in"
+                if listening and barge_in and flushed is None:
                     flushed = now
                 went_on = went_on or (flushed is not None and item.name == "turn")
                 final = item.data.get("final") and item.data.get("role") == "assistant"
@@ -141,6 +147,7 @@ async def run_trial(url: str, key: str, kind: str, label: str, clip: Clip) -> Tr
         while time.monotonic() - first_audio < SOUND_AFTER_S:
             await send(quiet[sent % len(quiet)])
         sound = on_line(clip, seed=sent).pcm
+        listening = True
         for offset in range(0, len(sound), FRAME):
             await send(sound[offset : offset + FRAME])
         sound_end = time.monotonic()
@@ -166,7 +173,7 @@ async def run_trial(url: str, key: str, kind: str, label: str, clip: Clip) -> Tr
     return trial
 
 
-def summary(trials: list[Trial]) -> None:
+def summary(trials: list[Trial], *, verbose: bool = False) -> None:
     for kind in dict.fromkeys(trial.kind for trial in trials):
         of_kind = [trial for trial in trials if trial.kind == kind]
         cut = [trial for trial in of_kind if trial.interrupted]
@@ -189,10 +196,15 @@ def summary(trials: list[Trial]) -> None:
             what = "resumed" if trial.resumed else "answered" if trial.answered else "silent"
             silence = f"{trial.silence * 1000:.0f} ms" if trial.silence is not None else "-"
             print(f"   {trial.label}: {what} after {silence}: {trial.resumed_text[:60]!r}")
+            if verbose and not trial.resumed:
+                flushed = next(at for at, name in trial.events if name == "flush")
+                print("     ", [(name, round((at - flushed) * 1000)) for at, name in trial.events])
 
 
-async def measure(url: str, new_key: str, kinds: list[str], parallel: int) -> list[Trial]:
-    todo = sounds(kinds)
+async def measure(
+    url: str, new_key: str, kinds: list[str], parallel: int, only: str | None
+) -> list[Trial]:
+    todo = [trial for trial in sounds(kinds) if only is None or trial[1].startswith(only)]
     results: list[Trial] = []
     gate = asyncio.Semaphore(parallel)
 
@@ -212,6 +224,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--kinds", default="bench,lowpass,words")
+    parser.add_argument("--only", help="the trials whose label starts with this")
+    parser.add_argument("--verbose", action="store_true", help="events of trials not resumed")
     options = parser.parse_args()
     kinds = options.kinds.split(",")
     data_dir = Path(tempfile.mkdtemp())
@@ -220,8 +234,8 @@ def main() -> None:
     with serve_process(data_dir, agent="default", args=args, env=OPEN_LIMITS, output=log) as server:
         with Database(data_dir / "voxline.db") as db:
             key = KeyStore(db).create(env="live", scopes=["omni:session"])[1]
-        trials = asyncio.run(measure(server.url, key, kinds, options.parallel))
-    summary(trials)
+        trials = asyncio.run(measure(server.url, key, kinds, options.parallel, options.only))
+    summary(trials, verbose=options.verbose)
 
 
 if __name__ == "__main__":

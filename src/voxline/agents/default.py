@@ -57,6 +57,10 @@ FIRST_SENTENCE_CHARS: Final = 40  # a short first piece: earlier first audio
 KNOWLEDGE_PASSAGES: Final = 3
 HISTORY_TURNS: Final = 12
 WARM_UP_LINE: Final = "Hello, how can I help you today?"
+WORDS_CHECK_SECONDS: Final = 2.5
+"""After a cut, a turn's audio up to this long (its pre-roll, speech that may end within
+the floor's grace of the cut) is also decoded without a prompt at its pauses, should the
+session ask whether it held words; a longer one will not be asked."""
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +309,8 @@ class DefaultConversation:
         draft = _Draft()
         draft.transcription = asyncio.create_task(self._transcribe(audio))
         draft.task = asyncio.create_task(self._draft_reply(draft))
-        if self._cut:  # decoded in the endpointing silence, for :meth:`holds_words`
+        if self._cut and len(audio) <= WORDS_CHECK_SECONDS * self._info.in_rate:
+            # Decoded in the endpointing silence, for :meth:`holds_words`.
             draft.bare = asyncio.create_task(self._transcribe(audio, prompted=False))
         return draft
 
