@@ -38,9 +38,12 @@ that a late frame is not mistaken for a pause; short against the endpointing sil
 RESUME_GRACE_SECONDS: Final = 2.0
 """After a barge-in, a sound of the caller's that held no words (a cough, a door, a low
 rumble the VAD took for speech) resumes the reply it cut off if it is over, and known to
-hold no words, within this much stream time: a cough's turn ends 0.8-1.2 s after it cut
-the reply off (docs/performance.md, "False interruptions"); a longer silence would be no
-longer heard as the reply going on, and a turn this long is most likely words."""
+hold no words, within this much stream time. Measured (docs/performance.md, "False
+interruptions"): after a low-frequency burst of up to 0.4 s the reply resumed 0.4-0.6 s
+after the cut; 2 s leaves room for a longer sound (a coughing fit of about a second) and a
+busy machine, while "Wait, stop, I have another question." ends its turn 2.8 s after the
+cut and is answered without being asked about; a longer silence would no longer be heard
+as the reply going on."""
 GREETING_HEARD_MS: Final = 1000
 """Of turn 0's greeting, after its consent line: the caller's speech interrupts it only once
 they have heard this much of it (that someone answered, and who)."""

@@ -28,12 +28,7 @@ from voxline.protocol.client_frames import (
 from voxline.protocol.errors import CloseCode
 from voxline.protocol.events import Event
 from voxline.session import floor, pacing
-from voxline.session.agent import (
-    Agent,
-    CallerTurn,
-    SessionInfo,
-    ToolResults,
-)
+from voxline.session.agent import Agent, CallerTurn, SessionInfo, ToolResults
 from voxline.session.caller_audio import CallerStream
 from voxline.session.floor import Decision, Floor
 from voxline.session.gaps import GapTimer
