@@ -294,11 +294,12 @@ class Floor:
         if reply is None or not reply.protected:
             return decisions
         reply.protected = False
-        if self._held is not None:
-            self._cut_off(reply, decisions)
+        if self._held is not None or (self._detector.speaking and not self._speech_during_reply):
+            # A turn held, or the caller in the middle of one: the end of the protection
+            # cuts turn 0 off, not a sound, so it does not resume.
+            self._reply = None
+            decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
             self._answer_held(decisions)
-        elif self._detector.speaking and not self._speech_during_reply:
-            self._cut_off(reply, decisions)  # the caller is in the middle of their turn
         else:
             self._maybe_barge_in(decisions)
         return decisions
