@@ -85,7 +85,7 @@ only, so lower than a file entry's): the endpoint has already chosen them for th
 so some real overlap is enough, while the passages an endpoint returns for an off-topic
 question share little more than fragments with it (measured below 0.04)."""
 
-RELATED_WEIGHT: Final = 0.5
+RELATED_WEIGHT: Final = 0.3
 """How much a related word counts ("shut" for "close"), against the word itself."""
 
 NGRAM: Final = 3
@@ -180,13 +180,16 @@ class _Index:
             others = [
                 f"w:{word}" for word in related_words.related(term[2:]) if f"w:{word}" not in asked
             ]
-            ids = self._bm25.get_tokens_ids([t for t in others if t in self._df])
-            if not ids:
-                continue
-            per_word = np.stack(
-                [np.asarray(self._bm25.get_scores_from_ids([i]), dtype=np.float64) for i in ids]
-            )
-            extra += per_word.max(axis=0)
+            per_word = [
+                np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float64)
+                for other in others
+                if other in self._df
+                and (
+                    ids := self._bm25.get_tokens_ids([t for t in terms(other[2:]) if t in self._df])
+                )
+            ]
+            if per_word:
+                extra += np.max(per_word, axis=0)
         return extra
 
 
