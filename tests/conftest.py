@@ -10,6 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from tests.support.server import OPEN_LIMITS, RunningServer, run_server
+from tests.support.voices import slow_voice_dir
 from voxline.bench.speech import synthesize
 from voxline.store.database import Database
 
@@ -20,6 +21,20 @@ pytest_plugins = ["tests.support.redis_server", "tests.support.postgres_server"]
 def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One shared ``voxline serve --agent echo`` for the end-to-end tests."""
     with run_server(tmp_path_factory.mktemp("echo"), env=OPEN_LIMITS) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def voices_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One shared ``voxline serve`` of the default agent with two voices: the packaged one
+    and a slower one (``tests/support/voices.py``)."""
+    root = tmp_path_factory.mktemp("voices")
+    with run_server(
+        root / "data",
+        env=OPEN_LIMITS,
+        agent="default",
+        args=("--tts-voices-dir", str(slow_voice_dir(root / "voices"))),
+    ) as server:
         yield server
 
 

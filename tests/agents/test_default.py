@@ -102,17 +102,23 @@ AUDIO = np.full(RATE, 1000, dtype=np.int16)
 HOURS_TOOL = Tool("hours", "opening hours", {"type": "object"})
 
 
+def scripted_engines(
+    stt: ScriptedStt, brain: ToolFirstBrain, knowledge: KnowledgeBase | None = None
+) -> Engines:
+    return Engines(
+        stt=stt,
+        voices=VoiceLibrary.single(SilentTts()),
+        brain=brain,
+        knowledge=knowledge,
+        http=httpx.AsyncClient(),
+    )
+
+
 def conversation(
     text: str, tools: list[Tool] | None = None
 ) -> tuple[DefaultConversation, ScriptedStt, ToolFirstBrain, Host]:
     stt, brain, host = ScriptedStt(text), ToolFirstBrain(), Host()
-    engines = Engines(
-        stt=stt,
-        voices=VoiceLibrary.single(SilentTts()),
-        brain=brain,
-        knowledge=None,
-        http=httpx.AsyncClient(),
-    )
+    engines = scripted_engines(stt, brain)
     info = SessionInfo("call_1", None, RATE, RATE, SessionConfig(tools=tuple(tools or ())))
     convo = DefaultConversation(info, host, engines)
     convo.configure(info)
@@ -239,13 +245,7 @@ async def test_a_session_from_a_stored_agent_has_its_knowledge_and_vocabulary() 
     )
     stt, brain, host = ScriptedStt("Do you do Invisalign?"), ToolFirstBrain(), Host()
     server_knowledge = KnowledgeBase.load(ACME_DENTAL)
-    engines = Engines(
-        stt=stt,
-        voices=VoiceLibrary.single(SilentTts()),
-        brain=brain,
-        knowledge=server_knowledge,
-        http=httpx.AsyncClient(),
-    )
+    engines = scripted_engines(stt, brain, server_knowledge)
     await DefaultAgent(engines).prepare(agent)
     info = SessionInfo("call_1", None, RATE, RATE)
     info.start_from(agent)

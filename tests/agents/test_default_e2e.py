@@ -7,7 +7,9 @@ import re
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+import soxr
 
 from tests.support.caller import Caller, Received
 from tests.support.examples import ACME_DENTAL
@@ -108,6 +110,69 @@ async def test_a_cough_does_not_interrupt_the_agent(agent_server: RunningServer)
     assert "flush" not in caller.got.names()
     assert _finals(caller, "assistant") == [GREETING]
     assert _finals(caller, "user") == []
+
+
+def _rumbles() -> list[npt.NDArray[np.int16]]:
+    """Noise below 1 kHz under a Hann window (0.3 s at 0.9 of full scale): a thump, a door,
+    the body of a cough. Silero takes it for speech enough to cut the agent off only at
+    some alignments with its 32 ms windows, so the same rumble comes at seven offsets 5 ms
+    apart, one after another until one cuts the agent off."""
+    noise = np.random.default_rng(2).standard_normal(int(0.3 * RATE))
+    noise = soxr.resample(soxr.resample(noise, RATE, 2000), 2000, RATE)[: len(noise)]
+    shaped = (noise * np.hanning(len(noise)) / np.abs(noise).max() * 0.9 * 32767).astype(np.int16)
+    return [
+        np.concatenate([np.zeros(ms * RATE // 1000, np.int16), shaped]) for ms in range(0, 35, 5)
+    ]
+
+
+INSURANCE_END = "just bring your insurance card to your visit."
+
+
+async def _sound_during_a_long_answer(
+    server: RunningServer, sounds: list[npt.NDArray[np.int16]]
+) -> tuple[Caller, list[str]]:
+    """A caller asks about insurance, makes ``sounds`` from a second into the answer, one
+    every 0.8 s until one cuts the agent off, and listens on until the agent's next reply
+    is over; the names of the events from the sounds on."""
+    caller = await _open(server)
+    await caller.silence_until(_replies(1))
+    await caller.stream(synthesize("Which insurance plans do you accept?", RATE))
+    await caller.silence_until(lambda got: "turn_begin" in got.names())
+    await caller.silence(1.0)
+    before = len(caller.got.events)
+    for sound in sounds:
+        await caller.stream(sound)
+        await caller.silence(0.5)
+        if "flush" in caller.got.names()[before:]:
+            break
+    assert "flush" in caller.got.names()[before:], "no sound cut the agent off"
+    await caller.silence_until(lambda got: len(_finals(got, "assistant")) >= 2, timeout=20)
+    await caller.close()
+    return caller, caller.got.names()[before:]
+
+
+async def test_a_low_rumble_that_cuts_the_answer_off_is_followed_by_the_rest_of_it(
+    agent_server: RunningServer,
+) -> None:
+    caller, names = await _sound_during_a_long_answer(agent_server, _rumbles())
+    # Cut off, then resumed: a `turn` that answers no caller turn, with the rest.
+    assert names.index("flush") < names.index("turn") and "turn_begin" not in names
+    interrupted = caller.got.first("assistant_interrupted")["reply"]
+    [resumed] = _finals(caller, "assistant")[1:]
+    assert resumed.endswith(INSURANCE_END)
+    assert len(resumed) > len(INSURANCE_ANSWER) - len(interrupted)  # from its sentence on
+    assert len(_finals(caller, "user")) == 1  # the question: the rumble is no turn
+    flushed = caller.got.when("flush")
+    assert caller.got.audio_bytes(after=flushed + 0.2) > 3 * RATE * 2  # seconds of it heard
+
+
+async def test_a_caller_who_says_wait_stop_is_answered_not_resumed(
+    agent_server: RunningServer, interruption: npt.NDArray[np.int16]
+) -> None:
+    caller, names = await _sound_during_a_long_answer(agent_server, [interruption])
+    assert names.index("flush") < names.index("turn_begin") < names.index("turn")
+    assert "stop" in _finals(caller, "user")[-1].lower()
+    assert INSURANCE_END not in _finals(caller, "assistant")[-1]
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,11 @@ its replies; one it does not have is ignored, with a warning, and the default sp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.support.caller import Caller
-from tests.support.server import OPEN_LIMITS, RunningServer, run_server
-from tests.support.voices import SLOW_LENGTH_SCALE, SLOW_VOICE_ID, slow_voice_dir
+from tests.support.server import RunningServer
+from tests.support.voices import SLOW_LENGTH_SCALE, SLOW_VOICE_ID
 from voxline.engines.voices import PACKAGED_VOICE_ID
 
 pytestmark = pytest.mark.e2e
@@ -19,15 +17,8 @@ RATE = 24000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("voices")
-    with run_server(
-        root / "data",
-        env=OPEN_LIMITS,
-        agent="default",
-        args=("--tts-voices-dir", str(slow_voice_dir(root / "voices"))),
-    ) as running:
-        yield running
+def server(voices_server: RunningServer) -> RunningServer:
+    return voices_server
 
 
 async def greeted(server: RunningServer, **configure: object) -> Caller:

@@ -9,7 +9,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from tests.support.examples import ACME_DENTAL
+from tests.support.examples import ACME_DENTAL, ACME_DENTAL_MD
 from voxline.cli import app
 from voxline.store.agents import AgentStore
 from voxline.store.database import Database
@@ -111,3 +111,16 @@ def test_keys_are_created_for_an_owner(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["owner"] == "globex"
     listed = runner.invoke(app, ["keys", "list", "--data-dir", str(tmp_path)])
     assert "globex" in listed.stdout
+
+
+def test_an_agents_knowledge_file_may_be_markdown(tmp_path: Path) -> None:
+    agent = created(tmp_path, "--name", "Desk", "--knowledge", str(ACME_DENTAL_MD))
+    assert agent["knowledge_file"] == str(ACME_DENTAL_MD.resolve())
+    typo = tmp_path / "kb.md"
+    typo.write_text("---\ngreting: Hi\n---\n# Acme\n\nWe fix teeth.\n")
+    bad = invoke(tmp_path, "create", "--name", "x", "--knowledge", str(typo))
+    assert bad.exit_code == 2 and "did you mean `greeting`?" in bad.output
+    unknown = tmp_path / "kb.docx"
+    unknown.write_text("x")
+    bad = invoke(tmp_path, "create", "--name", "x", "--knowledge", str(unknown))
+    assert bad.exit_code == 2 and "a knowledge file is .json, .md, .markdown or .txt" in bad.output

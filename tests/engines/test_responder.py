@@ -243,7 +243,7 @@ def test_unknown_questions_are_plainly_not_known(responder: KnowledgeResponder) 
 
 
 def test_a_question_in_chatter_is_checked_then_answered(responder: KnowledgeResponder) -> None:
-    check = ask(responder, "I'm a human being with a question about hours")
+    check = ask(responder, "I'm a human being with a quick question about the hours")
     assert check == Reply("Just to check, are you asking: What are your opening hours?")
     yes = ask(responder, "yeah", history=after(check.text))
     assert yes.text.startswith("We're open Monday to Thursday")

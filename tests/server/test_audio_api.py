@@ -18,8 +18,8 @@ from pyai import PyAI, PyAIError
 from pyai.cli import run_doctor
 
 from tests.support.api import assert_envelope
-from tests.support.server import OPEN_LIMITS, RunningServer, run_server
-from tests.support.voices import SLOW_VOICE_ID, slow_voice_dir
+from tests.support.server import RunningServer
+from tests.support.voices import SLOW_VOICE_ID
 from voxline.audio.g711 import ulaw_decode
 from voxline.bench.speech import synthesize
 from voxline.engines.voices import PACKAGED_VOICE_ID
@@ -32,15 +32,8 @@ SENTENCE = "Please call me back tomorrow morning about the delivery."
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("audio-api")
-    with run_server(
-        root / "data",
-        env=OPEN_LIMITS,
-        agent="default",
-        args=("--tts-voices-dir", str(slow_voice_dir(root / "voices"))),
-    ) as running:
-        yield running
+def server(voices_server: RunningServer) -> RunningServer:
+    return voices_server
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +16,8 @@ import pytest
 from pyai import PyAI, PyAIError
 from websockets.asyncio.client import connect
 
-from tests.support.server import OPEN_LIMITS, RunningServer, run_server
-from tests.support.voices import SLOW_LENGTH_SCALE, SLOW_VOICE_ID, slow_voice_dir
+from tests.support.server import RunningServer
+from tests.support.voices import SLOW_LENGTH_SCALE, SLOW_VOICE_ID
 from voxline.engines.voices import PACKAGED_VOICE_ID
 
 pytestmark = pytest.mark.e2e
@@ -31,15 +30,8 @@ QUESTION = "Do you offer Invisalign?"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("platform")
-    with run_server(
-        root / "data",
-        env=OPEN_LIMITS,
-        agent="default",
-        args=("--tts-voices-dir", str(slow_voice_dir(root / "voices"))),
-    ) as running:
-        yield running
+def server(voices_server: RunningServer) -> RunningServer:
+    return voices_server
 
 
 @dataclass

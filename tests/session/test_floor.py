@@ -13,8 +13,10 @@ import pytest
 
 from voxline.session.floor import (
     PRE_ROLL_SECONDS,
+    RESUME_GRACE_SECONDS,
     TAIL_SECONDS,
     BargeIn,
+    CheckWords,
     CloseIdle,
     Decision,
     DropReply,
@@ -24,6 +26,7 @@ from voxline.session.floor import (
     JoinTurns,
     Listen,
     Respond,
+    Resume,
     Stretch,
 )
 from voxline.session.turns import Finished, TurnSettings
@@ -153,7 +156,9 @@ def test_an_interruption_becomes_the_callers_next_turn() -> None:
     f = replying_audibly(floor())
     decisions = f.vad(windows(SURE, 640) + windows(QUIET, 512))
     assert decisions[0] == BargeIn("barge_in")
-    assert isinstance(decisions[-1], Respond) and f.turns == 2
+    check = decisions[-1]
+    assert isinstance(check, CheckWords)  # soon after the barge-in: did it hold words?
+    assert isinstance(f.words(check.stretch, True)[-1], Respond) and f.turns == 2
 
 
 @pytest.mark.parametrize(("reason", "audible"), [("dtmf", True), ("input_text", False)])
@@ -194,6 +199,105 @@ def test_a_reply_that_is_over_leaves_the_floor_to_the_caller() -> None:
     f.reply_finished(now=1.0)
     assert not f.replying
     assert f.vad(windows(SURE, 64)) == [Listen(paused=False)]
+
+
+# ---- false interruptions: a sound with no words resumes the reply --------------------------
+
+
+def check_of(decisions: list[Decision]) -> CheckWords:
+    [check] = [d for d in decisions if isinstance(d, CheckWords)]
+    return check
+
+
+# A cough the VAD takes for speech: 160 ms of unsure windows cut the reply off at 128 ms.
+COUGH = windows(UNSURE, 160) + windows(QUIET, 512)
+
+
+@pytest.mark.parametrize(
+    ("caller", "held", "expected"),
+    [
+        # A cough: the turn ends 0.54 s after the cut, the agent finds no words: resume.
+        (COUGH, False, [Resume]),
+        # Real words ("Wait, stop"): answered as today.
+        (windows(UNSURE, 128) + windows(SURE, 800) + windows(QUIET, 512), True, [Respond]),
+        # A sound longer than the grace is answered without asking (the agent finds what
+        # it finds in it, as today).
+        (windows(UNSURE, 128) + windows(SURE, 2000) + windows(QUIET, 512), None, [Respond]),
+    ],
+)
+def test_a_barge_in_that_held_no_words_resumes_the_reply(
+    caller: list[float], held: bool | None, expected: list[type]
+) -> None:
+    f = replying_audibly(floor())
+    decisions = f.vad(caller)
+    assert decisions[0] == BargeIn("barge_in")
+    decisions = decisions[1:]
+    if held is not None:
+        assert kinds(decisions) == [CheckWords]
+        assert f.turns == 1  # not answered (yet)
+        decisions = f.words(check_of(decisions).stretch, held)
+    assert kinds(decisions) == expected
+    assert f.turns == (2 if expected == [Respond] else 1)
+    assert f.replying
+
+
+def test_no_resume_once_the_grace_has_run_out_while_the_agent_listened() -> None:
+    f = replying_audibly(floor())
+    check = check_of(f.vad(COUGH))
+    f.vad(windows(QUIET, round(RESUME_GRACE_SECONDS * 1000)))  # a slow transcription
+    assert f.words(check.stretch, False) == [Respond(check.stretch)]
+
+
+def test_a_sound_that_never_became_a_turn_resumes_after_the_endpointing_silence() -> None:
+    f = replying_audibly(floor())
+    assert f.vad(windows(SURE, 32)) == [BargeIn("barge_in")]  # one sure window: no turn
+    assert f.vad(windows(QUIET, 448)) == []
+    assert f.vad(windows(QUIET, 64)) == [Resume()]
+    assert f.turns == 1 and f.replying
+
+
+def test_typed_turns_never_resume() -> None:
+    f = replying_audibly(floor())
+    assert f.typed("dtmf") == [BargeIn("dtmf"), Respond(None)]
+    f.reply_audible()
+    assert f.vad(windows(QUIET, 2000)) == []
+    assert f.turns == 2
+
+
+def test_a_caller_who_goes_on_after_the_cough_makes_one_turn_of_both() -> None:
+    f = replying_audibly(floor())
+    first = check_of(f.vad(COUGH))
+    assert f.vad(windows(SURE, 64)) == [JoinTurns(), Listen(paused=False)]
+    assert f.words(first.stretch, False) == []  # that check was given up
+    joined = check_of(f.vad(windows(SURE, 320) + windows(QUIET, 512)))
+    assert joined.stretch.start == first.stretch.start
+    assert kinds(f.words(joined.stretch, True)) == [Respond]
+
+
+def test_the_turn_being_checked_keeps_its_audio() -> None:
+    f = replying_audibly(floor())
+    f.vad(COUGH)
+    assert f.forget_before(10.0) is None
+
+
+def test_a_second_barge_in_during_the_resumed_reply_is_like_any_other() -> None:
+    f = replying_audibly(floor())
+    f.words(check_of(f.vad(COUGH)).stretch, False)
+    f.reply_audible()
+    decisions = f.vad(COUGH)  # another cough: cut off, and resumed again
+    assert decisions[0] == BargeIn("barge_in")
+    assert f.words(check_of(decisions).stretch, False) == [Resume()]
+    f.reply_audible()
+    words = windows(SURE, 800) + windows(QUIET, 512)
+    decisions = f.vad(words)  # real words: answered
+    assert decisions[0] == BargeIn("barge_in")
+    assert kinds(f.words(check_of(decisions).stretch, True)) == [Respond]
+
+
+def test_a_reply_dropped_before_it_was_heard_does_not_resume() -> None:
+    f = floor()
+    f.typed("input_text")  # answered, not heard yet
+    assert kinds(f.vad(COUGH)) == [DropReply, Respond]
 
 
 # ---- greeting ------------------------------------------------------------------------------
@@ -279,6 +383,30 @@ def test_once_heard_the_greeting_is_interrupted_like_any_reply() -> None:
     f = greeting(floor())
     assert f.greeting_heard() == []
     assert f.vad(windows(SURE, 32)) == [BargeIn("barge_in")]
+
+
+@pytest.mark.parametrize(("held", "expected"), [(False, [Resume]), (True, [Respond])])
+def test_a_greeting_cut_off_by_a_sound_without_words_resumes(
+    held: bool, expected: list[type]
+) -> None:
+    f = greeting(floor())
+    assert f.greeting_heard() == []
+    decisions = f.vad(COUGH)
+    assert decisions[0] == BargeIn("barge_in")
+    assert kinds(f.words(check_of(decisions).stretch, held)) == expected
+
+
+def test_a_turn_held_under_turn_0_is_answered_without_a_check() -> None:
+    """The end of the protection cut the greeting off, not the sound: nothing resumes."""
+    f = greeting(floor())
+    f.vad(windows(UNSURE, 160) + windows(QUIET, 512))  # a cough under the greeting's start
+    assert kinds(f.greeting_heard()) == [BargeIn, Respond]
+
+
+def test_a_turn_held_until_turn_0_is_over_is_answered_without_a_check() -> None:
+    f = greeting(floor())
+    f.vad(windows(UNSURE, 160) + windows(QUIET, 512))
+    assert kinds(f.reply_finished(now=1.0)) == [Respond]  # nothing was cut off
 
 
 def test_a_turn_answered_before_turn_0_is_not_held() -> None:

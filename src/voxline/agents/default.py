@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import httpx
 
+from voxline.agents.fillers import holds_words
 from voxline.agents.profiles import knowledge_of
 from voxline.agents.tools import SessionTools
 from voxline.audio.pcm import Int16Array, to_float
@@ -56,6 +57,10 @@ FIRST_SENTENCE_CHARS: Final = 40  # a short first piece: earlier first audio
 KNOWLEDGE_PASSAGES: Final = 3
 HISTORY_TURNS: Final = 12
 WARM_UP_LINE: Final = "Hello, how can I help you today?"
+WORDS_CHECK_SECONDS: Final = 2.5
+"""After a cut, a turn's audio up to this long (its pre-roll, speech that may end within
+the floor's grace of the cut) is also decoded without a prompt at its pauses, should the
+session ask whether it held words; a longer one will not be asked."""
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +183,9 @@ class _Draft:
 
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     text: str | None = None  # the transcript, once decoded
+    transcription: asyncio.Task[str] = field(init=False)
     task: asyncio.Task[_Prepared] = field(init=False)
+    bare: asyncio.Task[str] | None = None  # decoded without a prompt: did it hold words?
 
     async def commit(self) -> _Prepared:
         self.gate.set()
@@ -188,6 +195,9 @@ class _Draft:
         """Cancel the draft; the task closing a finished draft's reply, if one is needed."""
         task = self.task
         task.cancel()
+        self.transcription.cancel()
+        if self.bare is not None:
+            self.bare.cancel()
         if not task.done() or task.cancelled() or task.exception() is not None:
             return None
         pieces = task.result().pieces
@@ -208,6 +218,7 @@ class DefaultConversation:
         self._last_partial_at = 0.0
         self._last_partial_s = 0.0  # seconds of audio the last partial decoded
         self._draft: _Draft | None = None
+        self._cut = False  # the caller cut the last reply off: their turn may hold no words
         self._closing: set[asyncio.Task[None]] = set()
         self._voice = engines.voices.default
 
@@ -296,11 +307,15 @@ class DefaultConversation:
 
     def _start_draft(self, audio: Int16Array) -> _Draft:
         draft = _Draft()
-        draft.task = asyncio.create_task(self._draft_reply(draft, audio))
+        draft.transcription = asyncio.create_task(self._transcribe(audio))
+        draft.task = asyncio.create_task(self._draft_reply(draft))
+        if self._cut and len(audio) <= WORDS_CHECK_SECONDS * self._info.in_rate:
+            # Decoded in the endpointing silence, for :meth:`holds_words`.
+            draft.bare = asyncio.create_task(self._transcribe(audio, prompted=False))
         return draft
 
-    async def _draft_reply(self, draft: _Draft, audio: Int16Array) -> _Prepared:
-        draft.text = await self._transcribe(audio)
+    async def _draft_reply(self, draft: _Draft) -> _Prepared:
+        draft.text = await draft.transcription
         return await self._prepare(draft.text, None, _GatedTools(self._session_tools(), draft.gate))
 
     async def _send_partial(self, audio: Int16Array) -> None:
@@ -308,12 +323,15 @@ class DefaultConversation:
         if text and self._draft is None:
             await self._host.send_event(events.transcript("user", text, final=False))
 
-    async def _transcribe(self, audio: Int16Array, *, partial: bool = False) -> str:
+    async def _transcribe(
+        self, audio: Int16Array, *, partial: bool = False, prompted: bool = True
+    ) -> str:
         samples = to_float(resample(audio, self._info.in_rate, STT_RATE))
         stt = self._engines.stt
         if self._info.in_rate == 8000 and self._engines.stt_8k is not None:
             stt = self._engines.stt_8k
-        return (await stt.transcribe(samples, prompt=self._stt_prompt(), partial=partial)).text
+        prompt = self._stt_prompt() if prompted else None
+        return (await stt.transcribe(samples, prompt=prompt, partial=partial)).text
 
     def _stt_prompt(self) -> str | None:
         """What the caller is likely to say: see :mod:`voxline.engines.stt_prompt`."""
@@ -356,10 +374,35 @@ class DefaultConversation:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
 
+    async def holds_words(self, turn: CallerTurn) -> bool:
+        """Whether the turn holds more than sounds and hesitations (:func:`holds_words`), as
+        Whisper hears it without a prompt: prompted with the knowledge's words and the
+        reply, it makes them of noise ("Dental.", "aetna."); unprompted, of 100 low-passed
+        noise bursts, 97 were nothing, "Oh", "Okay." or "So". Decoded at the turn's first
+        pause, beside its draft (:meth:`_start_draft`), so it costs no time after the turn."""
+        draft = self._draft
+        if turn.audio is None:
+            return holds_words(turn.text)
+        if draft is not None and draft.bare is not None:
+            return holds_words(await asyncio.shield(draft.bare))  # (the draft may go on)
+        return holds_words(await self._transcribe(turn.audio, prompted=False))
+
+    def resumed(self, said: str) -> None:
+        """The turn that cut the reply off was no words: it is not answered (its draft is
+        dropped) and the history holds the reply as it goes on."""
+        self._cut = False
+        self._drop_draft()
+        last = self._history[-1] if self._history else None
+        if last is not None and last.role == "assistant":
+            self._history[-1] = Message("assistant", said)
+        elif said:
+            self._history.append(Message("assistant", said))
+
     # ---- replying -------------------------------------------------------------------
 
     async def respond(self, turn: CallerTurn) -> AsyncIterator[ReplyPart]:
         draft, self._draft = self._draft, None
+        self._cut = False
         self._last_partial_s = 0.0  # the next turn's partials start afresh
         if self._partial is not None:
             self._partial.cancel()
@@ -442,6 +485,7 @@ class DefaultConversation:
 
     def interrupted(self, heard: str) -> None:
         """Keep the history true to what the caller heard of the cut-off reply."""
+        self._cut = True
         if self._history and self._history[-1].role == "assistant":
             if heard:
                 self._history[-1] = Message("assistant", heard)

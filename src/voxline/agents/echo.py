@@ -47,6 +47,13 @@ class EchoConversation:
     def interrupted(self, heard: str) -> None:
         """Nothing to remember: the echo line keeps no history."""
 
+    async def holds_words(self, turn: CallerTurn) -> bool:
+        """Whatever the caller made is echoed, a cough too: a loopback line never resumes."""
+        return True
+
+    def resumed(self, said: str) -> None:
+        pass
+
     async def aclose(self) -> None:
         pass
 

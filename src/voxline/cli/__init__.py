@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from voxline.cli import agents, bench, eval, keys, serve, talk
+from voxline.cli import agents, bench, eval, keys, knowledge, serve, talk
 from voxline.cli.errors import DEBUG_FLAG, ReportingGroup, debug_first
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("talk")(talk.talk)
 app.command("bench")(bench.bench)
 app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
 app.add_typer(agents.app, name="agents", help="Create, list, show, update and delete agents.")
+app.add_typer(knowledge.app, name="knowledge", help="Check a knowledge file.")
 app.add_typer(eval.app, name="eval", help="Measure the engines: speech recognition (stt).")
 
 

@@ -1,6 +1,7 @@
 """What the agent knows: a local knowledge file, and a session's ``kb_endpoint``.
 
-A knowledge file is JSON (the format, with an example, is in ``docs/knowledge.md``)::
+A knowledge file is JSON (the format, with an example, is in ``docs/knowledge.md``), or
+Markdown or plain text read into the same structure (``knowledge_formats``)::
 
     {
       "name": "Acme Dental",                       # optional: the business, for spoken lines
@@ -34,7 +35,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
@@ -47,10 +48,22 @@ import numpy.typing as npt
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     ValidationError,
     model_validator,
+)
+
+from voxline.engines import related_words
+from voxline.engines.knowledge_formats import (
+    SUFFIXES,
+    FormatError,
+    Parsed,
+    did_you_mean,
+    json_line,
+    parse,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +84,9 @@ ENDPOINT_GOOD_ENOUGH: Final = 0.05
 only, so lower than a file entry's): the endpoint has already chosen them for the question,
 so some real overlap is enough, while the passages an endpoint returns for an off-topic
 question share little more than fragments with it (measured below 0.04)."""
+
+RELATED_WEIGHT: Final = 0.3
+"""How much a related word counts ("shut" for "close"), against the word itself."""
 
 NGRAM: Final = 3
 MAX_EXCERPT_SENTENCES: Final = 2
@@ -138,12 +154,43 @@ class _Index:
         df = self._df.get(term, 0)
         return math.log(1 + (self._size - df + 0.5) / (df + 0.5))
 
-    def scores(self, query: str) -> npt.NDArray[np.float64]:
+    def scores(self, query: str, *, related: bool = False) -> npt.NDArray[np.float64]:
+        """Normalised scores of every text for ``query``; with ``related``, each content
+        word of the query that a text lacks may be met by a related word of it, for
+        :data:`RELATED_WEIGHT` of what the word itself would have scored."""
         query_terms = terms(query)
-        if self._bm25 is None or not (known := self._bm25.get_tokens_ids(query_terms)):
+        if self._bm25 is None or not query_terms:
             return np.zeros(self._size)
-        raw = np.asarray(self._bm25.get_scores_from_ids(known), dtype=np.float64)
+        known = self._bm25.get_tokens_ids(query_terms)
+        raw = (
+            np.asarray(self._bm25.get_scores_from_ids(known), dtype=np.float64)
+            if known
+            else np.zeros(self._size)
+        )
+        if related:
+            raw += RELATED_WEIGHT * self._related(query_terms)
         return raw / sum(self._idf(term) for term in query_terms)
+
+    def _related(self, query_terms: list[str]) -> npt.NDArray[np.float64]:
+        """Per text, the best related word's score for each query word, summed."""
+        assert self._bm25 is not None
+        asked = {term for term in query_terms if term.startswith("w:")}
+        extra = np.zeros(self._size)
+        for term in asked:
+            others = [
+                f"w:{word}" for word in related_words.related(term[2:]) if f"w:{word}" not in asked
+            ]
+            per_word = [
+                np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float64)
+                for other in others
+                if other in self._df
+                and (
+                    ids := self._bm25.get_tokens_ids([t for t in terms(other[2:]) if t in self._df])
+                )
+            ]
+            if per_word:
+                extra += np.max(per_word, axis=0)
+        return extra
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +282,41 @@ class MenuItem(_Strict):
         return self
 
 
-class _KnowledgeFile(_Strict):
-    name: _Text | None = None
-    greeting: _Text | None = None
-    entries: tuple[QuestionAnswer | Passage, ...] = ()
-    menu: dict[_Key, MenuItem] = Field(default_factory=dict)
+def _entry_kind(value: Any) -> str:
+    """A passage has a ``passage`` (or a ``title``); anything else is read as a question, so
+    that errors name the fields of the one the author meant."""
+    keys = value if isinstance(value, dict) else vars(value)
+    return "passage" if "passage" in keys or "title" in keys else "question"
+
+
+_Entry = Annotated[
+    Annotated[QuestionAnswer, Tag("question")] | Annotated[Passage, Tag("passage")],
+    Discriminator(_entry_kind),
+]
+
+
+class KnowledgeFile(_Strict):
+    """The JSON format of a knowledge file (``docs/knowledge.schema.json`` is its schema)."""
+
+    model_config = ConfigDict(
+        title="voxline knowledge file",
+        json_schema_extra={"description": "What the default agent answers callers from."},
+    )
+
+    name: _Text | None = Field(None, description="The business, used in spoken lines.")
+    greeting: _Text | None = Field(None, description="Spoken when configure sets no greeting.")
+    entries: tuple[_Entry, ...] = Field((), description="Question/answer entries and passages.")
+    menu: dict[_Key, MenuItem] = Field(
+        default_factory=dict, description="The keypad menu: keys 0-9, *, # or A-D."
+    )
+
+
+_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "question": QuestionAnswer,
+    "passage": Passage,
+    "menu": MenuItem,
+    "": KnowledgeFile,
+}
 
 
 class KnowledgeFileError(ValueError):
@@ -256,11 +333,13 @@ class KnowledgeBase:
         name: str | None = None,
         greeting: str | None = None,
         menu: dict[str, MenuItem] | None = None,
+        related: bool = True,
     ) -> None:
         self.entries = tuple(entries)
         self.name = name
         self.greeting = greeting
         self.menu = dict(menu or {})
+        self._related = related
         texts = [_indexed_text(entry) for entry in self.entries]
         self._index = _Index(texts) if texts else None
         self._words = [frozenset(words(text)) for text in texts]
@@ -273,14 +352,15 @@ class KnowledgeBase:
     @classmethod
     def from_dict(cls, data: Any) -> KnowledgeBase:
         try:
-            parsed = _KnowledgeFile.model_validate(data)
+            parsed = KnowledgeFile.model_validate(data)
         except ValidationError as exc:
             raise KnowledgeFileError(_summary(exc)) from exc
         return cls(parsed.entries, name=parsed.name, greeting=parsed.greeting, menu=parsed.menu)
 
     @classmethod
     def load(cls, path: str | Path) -> KnowledgeBase:
-        """Read and index ``path``; a file unchanged since its last load is not re-indexed."""
+        """Read and index ``path`` (JSON, Markdown or plain text, by its extension); a file
+        unchanged since its last load is not re-indexed."""
         resolved = Path(path).resolve()
         try:
             stat = resolved.stat()
@@ -293,7 +373,7 @@ class KnowledgeBase:
         A passage's hit carries its most relevant sentences, not the whole passage."""
         if self._index is None:
             return []
-        scores = self._index.scores(query)
+        scores = self._index.scores(query, related=self._related)
         hits: list[Hit] = []
         for i in np.argsort(-scores, kind="stable")[:k]:
             if scores[i] < min_score or scores[i] <= 0:
@@ -307,7 +387,7 @@ class KnowledgeBase:
         is most often an off-topic question matching fragments of words)."""
         if self._index is None:
             return None
-        scores = self._index.scores(query)
+        scores = self._index.scores(query, related=self._related)
         best = int(np.argmax(scores))
         asked = {word for word in words(query) if word not in _STOPWORDS}
         if scores[best] < PLAUSIBLE or not asked & self._words[best]:
@@ -323,15 +403,49 @@ class KnowledgeBase:
         return Hit(text, score, "passage", entry.title)
 
 
-def _summary(error: ValidationError, most: int = 3) -> str:
+def _summary(
+    error: ValidationError, most: int = 3, line_of: Callable[[Loc], int | None] | None = None
+) -> str:
     """Where the knowledge is wrong and why, in a line (without the values: they may be
-    long, or secret)."""
-    problems = [
-        f"{'.'.join(map(str, problem['loc'])) or 'the knowledge'}: {problem['msg']}"
-        for problem in error.errors(include_url=False, include_input=False)
-    ]
+    long, or secret): the line, when ``line_of`` finds it, and the key meant for a
+    misspelt one."""
+    problems: list[str] = []
+    for problem in error.errors(include_url=False, include_input=False):
+        loc = _untagged(problem["loc"])
+        where = ".".join(map(str, loc)) or "the knowledge"
+        line = line_of(loc) if line_of is not None else None
+        if line is not None:
+            where = f"line {line}: {where}"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = (
+                f"unknown key `{loc[-1]}`{did_you_mean(str(loc[-1]), _known_keys(problem['loc']))}"
+            )
+        problems.append(f"{where}: {message}")
     more = f" (and {len(problems) - most} more)" if len(problems) > most else ""
     return "; ".join(problems[:most]) + more
+
+
+Loc = tuple[str | int, ...]
+
+
+def _untagged(loc: Sequence[str | int]) -> Loc:
+    """An error's location without the union's tag (``entries.0.question.anwser`` is
+    ``entries.0.anwser``)."""
+    if len(loc) > 2 and loc[0] == "entries" and loc[2] in ("question", "passage"):
+        return (*loc[:2], *loc[3:])
+    return tuple(loc)
+
+
+def _known_keys(loc: Sequence[str | int]) -> list[str]:
+    """The keys allowed where the unknown key at ``loc`` is."""
+    if len(loc) > 3 and loc[0] == "entries":
+        model = _MODELS[str(loc[2])]
+    elif len(loc) > 2 and loc[0] == "menu":
+        model = _MODELS["menu"]
+    else:
+        model = _MODELS[""]
+    return list(model.model_fields)
 
 
 def _indexed_text(entry: QuestionAnswer | Passage) -> str:
@@ -340,16 +454,36 @@ def _indexed_text(entry: QuestionAnswer | Passage) -> str:
     return f"{entry.title} {entry.passage}"
 
 
+def read_file(path: Path) -> tuple[KnowledgeFile, Parsed]:
+    """The knowledge file at ``path``, checked, and what it was read as. Raises
+    :class:`KnowledgeFileError`, naming the path and, when known, the line."""
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise KnowledgeFileError(
+            f"{path}: a knowledge file is .json, .md, .markdown or .txt, "
+            f"not {path.suffix or 'without an extension'}"
+        )
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, ValueError) as exc:
+        raise KnowledgeFileError(f"{path}: not readable: {exc}") from exc
+    try:
+        parsed = parse(kind, text)
+    except FormatError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else str(path)
+        raise KnowledgeFileError(f"{where}: {exc}") from exc
+    try:
+        model = KnowledgeFile.model_validate(parsed.data)
+    except ValidationError as exc:
+        line_of = functools.partial(json_line, text) if kind == "json" else parsed.line_of
+        raise KnowledgeFileError(f"{path}: {_summary(exc, line_of=line_of)}") from exc
+    return model, parsed
+
+
 @functools.lru_cache(maxsize=16)
 def _load(path: Path, mtime_ns: int, size: int) -> KnowledgeBase:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise KnowledgeFileError(f"{path}: not readable JSON: {exc}") from exc
-    try:
-        return KnowledgeBase.from_dict(data)
-    except KnowledgeFileError as exc:
-        raise KnowledgeFileError(f"{path}: {exc}") from exc
+    model, _ = read_file(path)
+    return KnowledgeBase(model.entries, name=model.name, greeting=model.greeting, menu=model.menu)
 
 
 # ---- kb_endpoint ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Final
 
+import numpy as np
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
@@ -46,6 +47,7 @@ MODELS: Final = frozenset({"pyai-hear", "whisper-1"})
 """Model names accepted besides the recogniser's own: all are this server's recogniser."""
 _ENGLISH: Final = re.compile(r"^(en([-_][a-z]{2})?|english)$", re.IGNORECASE)
 _STT_RATE: Final = 16000
+TRAILING_SILENCE_S: Final = 0.5
 _G711_RATE: Final = 8000
 
 #: Headerless audio by content type (``audio/L16;rate=16000``) or by file extension.
@@ -202,6 +204,9 @@ async def _recognise(services: Services, clip: Clip, vocabulary: list[str]) -> s
 
     prompt = build_prompt(vocabulary=vocabulary)
     audio = to_float(await asyncio.to_thread(resample, clip.samples, clip.rate, _STT_RATE))
+    # A caller's turn reaches the recogniser with the pause that ended it; a clip may stop
+    # on its last syllable, and Whisper (beam search most of all) then drops its last words.
+    audio = np.concatenate([audio, np.zeros(int(TRAILING_SILENCE_S * _STT_RATE), audio.dtype)])
     texts = []
     for chunk in batch_chunks(audio):
         transcript = await services.stt.transcribe(chunk, prompt=prompt, batch=True)

@@ -183,6 +183,16 @@ class Conversation(Protocol):
     def interrupted(self, heard: str) -> None:
         """The caller cut the last reply off after hearing ``heard``."""
 
+    async def holds_words(self, turn: CallerTurn) -> bool:
+        """Whether the caller's turn, which cut a reply off, holds words: a cough, a door, a
+        lone "um" does not, and then the reply resumes (:meth:`resumed`) instead of the turn
+        being answered (:meth:`respond`)."""
+        ...
+
+    def resumed(self, said: str) -> None:
+        """The reply cut off last goes on after all (the caller's sound held no words):
+        ``said`` is its text so far, the rest still to come from its pieces."""
+
     async def aclose(self) -> None: ...
 
 

@@ -3,8 +3,9 @@
 The :class:`Floor` is told what happens (a VAD probability per window, how finished the
 agent finds the caller's words, a reply heard or over, a typed turn, a ``configure``, the
 caller's activity and the wall clock) and answers with the decisions the session carries
-out: start a reply, barge in, drop a reply the caller never heard, greet, count a gap in
-the caller's stream as silence, close an idle call.
+out: start a reply, barge in, drop a reply the caller never heard, resume one cut off by a
+sound that held no words, greet, count a gap in the caller's stream as silence, close an
+idle call.
 The session (:mod:`voxline.session.session`) is the asyncio driver around it; tests drive it
 with plain lists of inputs.
 
@@ -34,6 +35,15 @@ GAP_SECONDS: Final = 0.15
 client that stops sending after its question, a muted browser): it counts as silence,
 filled in as the wall clock passes (:class:`FillSilence`). Longer than network jitter, so
 that a late frame is not mistaken for a pause; short against the endpointing silence."""
+RESUME_GRACE_SECONDS: Final = 2.0
+"""After a barge-in, a sound of the caller's that held no words (a cough, a door, a low
+rumble the VAD took for speech) resumes the reply it cut off if it is over, and known to
+hold no words, within this much stream time. Measured (docs/performance.md, "False
+interruptions"): after a low-frequency burst of up to 0.4 s the reply resumed 0.4-0.6 s
+after the cut; 2 s leaves room for a longer sound (a coughing fit of about a second) and a
+busy machine, while "Wait, stop, I have another question." ends its turn 2.8 s after the
+cut and is answered without being asked about; a longer silence would no longer be heard
+as the reply going on."""
 GREETING_HEARD_MS: Final = 1000
 """Of turn 0's greeting, after its consent line: the caller's speech interrupts it only once
 they have heard this much of it (that someone answered, and who)."""
@@ -76,6 +86,20 @@ class JoinTurns:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckWords:
+    """The caller's turn ended soon after they cut a reply off: ask the agent whether it held
+    words, and report with :meth:`Floor.words` (it is answered, or the reply resumes)."""
+
+    stretch: Stretch
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Resume the reply the caller cut off, from where they stopped hearing it: the sound
+    that cut it off held no words."""
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     """Hand the turn so far to the agent; when ``paused``, ask it how finished the words
     sound and report the verdict (:meth:`Floor.verdict`)."""
@@ -101,7 +125,18 @@ class CloseIdle:
     """Nobody has said or sent anything for the idle limit: close the call."""
 
 
-Decision = Respond | BargeIn | DropReply | JoinTurns | Listen | Greet | FillSilence | CloseIdle
+Decision = (
+    Respond
+    | BargeIn
+    | DropReply
+    | JoinTurns
+    | CheckWords
+    | Resume
+    | Listen
+    | Greet
+    | FillSilence
+    | CloseIdle
+)
 
 
 @dataclass(slots=True)
@@ -120,6 +155,13 @@ class Floor:
     "mm-hm") is neither an interruption nor a turn. A reply not heard yet is dropped silently
     instead, and if the caller simply went on talking after a pause, the two stretches of
     speech become one turn.
+
+    False interruptions: a barge-in by the caller's voice (not a typed turn) may be no words
+    at all. If the caller's turn ends within :data:`RESUME_GRACE_SECONDS` of it, the agent
+    is asked whether it held words (:class:`CheckWords`, :meth:`words`): if it did not, and
+    the grace has not run out meanwhile, the cut-off reply resumes (:class:`Resume`) instead
+    of being answered; a sound that cut the reply off without ever becoming a turn (one
+    sure window) resumes it once the caller has been quiet for the endpointing silence.
 
     Turn 0 (the consent line and greeting) starts as soon as it is configured, even over the
     caller, and is protected until the driver says it may be interrupted
@@ -146,6 +188,8 @@ class Floor:
         self._speech_during_reply = False
         self._greeted = False
         self._held: Stretch | None = None  # a turn that ended under the protected turn 0
+        self._cut: float | None = None  # stream time a reply was cut off that may resume
+        self._checking: Stretch | None = None  # a turn the agent is asked about (CheckWords)
         self._last_activity = now
 
     # ---- what the driver reads ----------------------------------------------------------
@@ -167,7 +211,9 @@ class Floor:
     def forget_before(self, processed: float) -> float | None:
         """Stream time before which caller audio is no longer needed, with ``processed``
         seconds through the VAD; None while a turn is being kept."""
-        if self._detector.speaking or self._utterance_start is not None or self._held:
+        if self._detector.speaking or self._utterance_start is not None:
+            return None
+        if self._held is not None or self._checking is not None:
             return None
         return processed - PRE_ROLL_SECONDS - self._window
 
@@ -191,6 +237,8 @@ class Floor:
                 ended = detector.end_turn()
                 assert ended is not None
                 self._speech_ended(ended.at, decisions, joinable=False)
+            else:
+                self._resume_after_blip(decisions)
         if detector.speaking and not self._speech_during_reply:
             decisions.append(Listen(paused=detector.silence_seconds * 1000 >= PAUSE_MS))
         return decisions
@@ -206,13 +254,26 @@ class Floor:
                 self._speech_ended(ended.at, decisions)
         return decisions
 
+    def words(self, stretch: Stretch, held: bool) -> list[Decision]:
+        """The agent's answer to :class:`CheckWords` for ``stretch``: whether it ``held``
+        words. An answer to a check given up (the caller went on) is ignored."""
+        if stretch is not self._checking:
+            return []
+        self._checking = None
+        decisions: list[Decision] = []
+        if held or not self._within_grace():
+            self._respond(stretch, decisions, check=False)
+        else:
+            self._resume(decisions)
+        return decisions
+
     def typed(self, reason: str) -> list[Decision]:
         """A typed turn (``reason``: ``dtmf`` or ``input_text``): it interrupts an audible
         reply and is answered at once."""
         decisions: list[Decision] = []
         if self._reply is not None and self._reply.audible:
             decisions.append(BargeIn(reason))
-        self._respond(None, decisions)
+        self._respond(None, decisions)  # a typed turn is words: nothing resumes
         return decisions
 
     def configured(self, *, greeting: bool) -> list[Decision]:
@@ -233,13 +294,12 @@ class Floor:
         if reply is None or not reply.protected:
             return decisions
         reply.protected = False
-        if self._held is not None:
+        if self._held is not None or (self._detector.speaking and not self._speech_during_reply):
+            # A turn held, or the caller in the middle of one: the end of the protection
+            # cuts turn 0 off, not a sound, so it does not resume.
             self._reply = None
             decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
             self._answer_held(decisions)
-        elif self._detector.speaking and not self._speech_during_reply:
-            self._reply = None  # the caller is in the middle of their turn: it goes on
-            decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
         else:
             self._maybe_barge_in(decisions)
         return decisions
@@ -285,6 +345,11 @@ class Floor:
 
     def _speech_started(self, at: float, decisions: list[Decision]) -> None:
         reply = self._reply
+        if self._checking is not None:
+            # The caller went on after a turn the agent is asked about: one longer turn.
+            self._utterance_start, self._checking = self._checking.start, None
+            decisions.append(JoinTurns())
+            return
         if self._held is not None:
             # The caller went on after a turn held under turn 0: one longer turn.
             self._utterance_start, self._held = self._held.start, None
@@ -340,14 +405,58 @@ class Floor:
         if not self._detector.interrupting():
             return
         self._speech_during_reply = False
+        self._cut_off(reply, decisions)
+
+    def _cut_off(self, reply: _Reply, decisions: list[Decision]) -> None:
+        """The caller's sound cuts ``reply`` off: one heard may resume if it held no words."""
         self._reply = None
-        decisions.append(BargeIn("barge_in") if reply.audible else DropReply())
+        if reply.audible:
+            self._cut = self._detector.now
+            decisions.append(BargeIn("barge_in"))
+        else:
+            decisions.append(DropReply())
+
+    def _within_grace(self) -> bool:
+        cut = self._cut
+        return cut is not None and self._detector.now - cut <= RESUME_GRACE_SECONDS + 1e-6
+
+    def _resume(self, decisions: list[Decision]) -> None:
+        self._cut = None
+        self._reply = _Reply(answers=None)
+        decisions.append(Resume())
+
+    def _resume_after_blip(self, decisions: list[Decision]) -> None:
+        """A sound that cut the reply off but never became a turn: once the caller has been
+        quiet for the endpointing silence, the reply resumes (or, past the grace, not)."""
+        if self._cut is None or self._reply is not None or self._checking is not None:
+            return
+        detector = self._detector
+        if detector.speaking or self._utterance_start is not None:
+            return
+        if detector.quiet_seconds * 1000 < self.settings.endpointing_ms - 1e-6:
+            return
+        if self._within_grace():
+            self._resume(decisions)
+        else:
+            self._cut = None
 
     def _respond(
-        self, stretch: Stretch | None, decisions: list[Decision], *, joinable: bool = True
+        self,
+        stretch: Stretch | None,
+        decisions: list[Decision],
+        *,
+        joinable: bool = True,
+        check: bool = True,
     ) -> None:
         """Answer a turn; a ``joinable`` one is joined to speech that follows before the
-        answer is heard (a turn cut at its longest is not: it would grow without end)."""
+        answer is heard (a turn cut at its longest is not: it would grow without end). A
+        spoken turn soon after a barge-in is first checked for words (:class:`CheckWords`)."""
+        self._checking = None
+        if stretch is not None and check and self._within_grace():
+            self._checking = stretch
+            decisions.append(CheckWords(stretch))
+            return
+        self._cut = None
         self.turns += 1
         answers = stretch.start if stretch is not None and joinable else None
         self._reply = _Reply(answers=answers)

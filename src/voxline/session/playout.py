@@ -145,6 +145,13 @@ class Playout:
             break
         return " ".join(part for part in parts if part)
 
+    def hearing(self) -> int:
+        """Which piece of this reply the caller is hearing: the first not heard to its end
+        (the number of pieces once all have been)."""
+        heard = self.heard_samples()
+        segments = self._segments
+        return next((i for i, seg in enumerate(segments) if heard < seg.end), len(segments))
+
     def full_text(self) -> str:
         return " ".join(segment.text for segment in self._segments if segment.text)
 

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from voxline.protocol import events
@@ -18,6 +18,7 @@ from voxline.session.agent import ReplyPart, SessionInfo, Speech, TurnTimings
 from voxline.session.floor import GREETING_HEARD_MS
 from voxline.session.outbound import Outbound, SessionObserver
 from voxline.session.playout import Playout
+from voxline.session.resume import CutReply, close_pieces, keepable
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,77 @@ class _Protection:
                 await self._waiting
 
 
-class ReplyTask:
-    """The session's one reply in progress. A new one replaces it; cancelling it stops the
-    call control it would have carried out too (a goodbye or transfer line the caller talks
-    over is not the end of the call); ``finished`` is called when it ends of itself."""
+@dataclass(slots=True)
+class _Playing:
+    """The reply being played: its pieces, the speech and call control they gave so far,
+    and whether a cut has kept it (its pieces are then not closed as it stops).
 
-    def __init__(self, tasks: set[asyncio.Task[Any]], finished: Callable[[], None]) -> None:
+    Each piece is awaited in a task of its own, shielded: a barge-in cancels the playing,
+    not the agent's work on the next piece, which a resumed reply still needs."""
+
+    reply: AsyncIterator[ReplyPart]
+    speech: list[Speech] = field(default_factory=list)
+    actions: list[CallControl] = field(default_factory=list)
+    pending: asyncio.Task[ReplyPart | None] | None = None
+    kept: bool = False
+
+    async def next(self) -> ReplyPart | None:
+        self.pending = asyncio.ensure_future(anext(self.reply, None))
+        part = await asyncio.shield(self.pending)
+        self.pending = None
+        return part
+
+    def cut(self) -> tuple[AsyncIterator[ReplyPart], asyncio.Task[ReplyPart | None] | None]:
+        self.kept = True
+        return self.reply, self.pending
+
+    async def aclose(self) -> None:
+        if not self.kept:
+            await close_pieces(self.reply, self.pending)
+
+
+class ReplyTask:
+    """The session's one reply in progress, played through ``player``. A new one replaces
+    it; cancelling it stops the call control it would have carried out too (a goodbye or
+    transfer line the caller talks over is not the end of the call). ``audible`` is called
+    as a reply's first audio goes out, ``finished`` when it ends of itself, ``ending`` with
+    the reason when its call control ends the call."""
+
+    def __init__(
+        self,
+        tasks: set[asyncio.Task[Any]],
+        player: ReplyPlayer,
+        *,
+        audible: Callable[[], None],
+        finished: Callable[[], None],
+        ending: Callable[[str], None],
+    ) -> None:
         self._tasks = tasks  # the session's, cancelled as it ends
+        self._player = player
+        self._audible = audible
         self._finished = finished
+        self._ending = ending
         self._task: asyncio.Task[None] | None = None
+
+    def play(
+        self,
+        reply: AsyncIterator[ReplyPart],
+        *,
+        turn: int | None,
+        caller_end: float | None = None,
+        timings: TurnTimings | None = None,
+        protected: Callable[[], None] | None = None,
+    ) -> None:
+        """Play ``reply`` (see :meth:`ReplyPlayer.play`)."""
+
+        async def run() -> None:
+            ending = await self._player.play(
+                reply, turn, caller_end, timings, audible=self._audible, protected=protected
+            )
+            if ending is not None:
+                self._ending(ending)
+
+        self.start(run(), name=f"reply-{turn}")
 
     def start(self, run: Coroutine[Any, Any, None], *, name: str) -> None:
         self.cancel()
@@ -103,6 +166,7 @@ class ReplyPlayer:
         self._lead_ms = lead_ms
         self.playout = self._new_playout(info.out_rate)
         self._audio_out_before = 0.0  # seconds sent at earlier output rates
+        self._playing: _Playing | None = None
 
     @property
     def audio_out_seconds(self) -> float:
@@ -132,11 +196,12 @@ class ReplyPlayer:
         interrupt it (:class:`_Protection`); if they never may, the reply plays out."""
         playout = self.playout
         timings = timings or TurnTimings()
-        actions: list[CallControl] = []
+        self._playing = playing = _Playing(reply)
+        actions = playing.actions
         started = False
         protection = _Protection(playout, protected) if protected is not None else None
         try:
-            async for part in reply:
+            while (part := await playing.next()) is not None:
                 if not isinstance(part, Speech):
                     actions.append(part)
                     continue
@@ -147,6 +212,7 @@ class ReplyPlayer:
                     timings.first_audio = time.monotonic()
                     await self._announce(turn, caller_end, timings)
                 playout.enqueue(part)
+                playing.speech.append(part)
                 if protection is not None:
                     protection.add(part)
                 if part.text:
@@ -163,9 +229,9 @@ class ReplyPlayer:
         finally:
             if protection is not None:
                 await protection.aclose()
-            aclose = getattr(reply, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if self._playing is playing:
+                self._playing = None
+            await playing.aclose()
         ending: str | None = None
         for action in actions:
             ending = await self._carry_out(action) or ending
@@ -184,6 +250,19 @@ class ReplyPlayer:
                 await self._out.hang_up(action)
                 return reason
         return None
+
+    def interrupt(self) -> tuple[str, CutReply | None]:
+        """Stop the reply at once: the text the caller heard, and what is kept of the reply
+        to resume it (:mod:`.resume`), from the sentence they were hearing."""
+        playout = self.playout
+        playing, self._playing = self._playing, None
+        hearing = playout.hearing()
+        said = playout.full_text()
+        heard = playout.interrupt()
+        if playing is None or not keepable(speech := playing.speech[hearing:], playout.rate):
+            return heard, None
+        rest, pending = playing.cut()
+        return heard, CutReply(playout.rate, speech, rest, pending, list(playing.actions), said)
 
     async def cut_off(self, reason: str, heard: str) -> None:
         """Tell the far end the caller interrupted, having heard ``heard`` of the reply."""

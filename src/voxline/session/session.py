@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from voxline.engines.vad_batch import VadBatcher
@@ -28,19 +28,13 @@ from voxline.protocol.client_frames import (
 from voxline.protocol.errors import CloseCode
 from voxline.protocol.events import Event
 from voxline.session import floor, pacing
-from voxline.session.agent import (
-    Agent,
-    CallerTurn,
-    ReplyPart,
-    SessionInfo,
-    ToolResults,
-    TurnTimings,
-)
+from voxline.session.agent import Agent, CallerTurn, SessionInfo, ToolResults
 from voxline.session.caller_audio import CallerStream
 from voxline.session.floor import Decision, Floor
 from voxline.session.gaps import GapTimer
 from voxline.session.outbound import NoObserver, Outbound, SessionObserver, SessionStats
 from voxline.session.replies import ReplyPlayer, ReplyTask
+from voxline.session.resume import Resumption
 from voxline.session.turns import TurnSettings
 
 log = logging.getLogger(__name__)
@@ -79,7 +73,14 @@ class Session:
         self._player = ReplyPlayer(info, outbound, self._observer, chunk_ms, lead_ms)
         self._tool_results = ToolResults()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reply = ReplyTask(self._tasks, self._reply_finished)
+        self._reply = ReplyTask(
+            self._tasks,
+            self._player,
+            audible=self._floor.reply_audible,
+            finished=self._reply_finished,
+            ending=lambda reason: self._spawn(self.end(reason)),
+        )
+        self._resumption = Resumption()  # a reply cut off that may resume
         self._listener: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None  # the conversation's aclose
         self.ended = asyncio.Event()
@@ -189,7 +190,8 @@ class Session:
         greeting = self._conversation.greeting()
         decisions = self._floor.configured(greeting=greeting is not None)
         if greeting is not None and floor.Greet() in decisions:
-            self._play(greeting, turn=None, opening=True)
+            # Protected until its greeting has been heard a while (Floor.greeting_heard).
+            self._reply.play(greeting, turn=None, protected=self._greeting_heard)
 
     async def _listen(self) -> None:
         caller = self._caller
@@ -214,8 +216,16 @@ class Session:
                     self._respond(CallerTurn(audio=audio), caller_end=stretch.speech_end)
                 case floor.BargeIn(reason=reason):
                     await self._barge_in(reason)
+                case floor.CheckWords(stretch=stretch):
+                    turn = CallerTurn(audio=self._caller.between(stretch.start, stretch.end))
+                    answer = functools.partial(self._floor.words, stretch)
+                    self._resumption.check(
+                        self._conversation.holds_words(turn), answer, self._decide
+                    )
+                case floor.Resume():
+                    self._resume()
                 case floor.DropReply() | floor.JoinTurns():
-                    self._reply.cancel()
+                    self._reply.cancel()  # (a check for words given up is ignored)
                 case floor.Listen(paused=paused):
                     so_far = functools.partial(self._caller.between, self._floor.utterance_start)
                     self._conversation.hear(so_far, paused=paused)
@@ -226,42 +236,30 @@ class Session:
                     await self.end("idle_timeout")
 
     async def _barge_in(self, reason: str) -> None:
-        heard = self._player.playout.interrupt()
+        heard, cut = self._player.interrupt()
+        self._resumption.keep(cut)
         self._reply.cancel()
         self.stats.barge_ins += 1
         self._observer.barge_in()
         await self._player.cut_off(reason, heard)
         self._conversation.interrupted(heard)
 
+    def _resume(self) -> None:
+        """Play the rest of the reply cut off, from the sentence the caller was hearing."""
+        cut = self._resumption.take(self.info.out_rate)
+        if cut is None:  # nothing kept (a reply too long to keep): it is over
+            self._reply_finished()
+            return
+        self._conversation.resumed(cut.said)
+        self._reply.play(cut.pieces(), turn=None)
+
     def _respond(self, turn: CallerTurn, *, caller_end: float | None) -> None:
+        self._resumption.drop()  # the cut was a real interruption: it stands
         if self.end_reason is not None:
             return
         reply = self._conversation.respond(turn)
         end_wall = None if caller_end is None else self._caller.arrived_at(caller_end)
-        self._play(reply, turn=self._floor.turns, caller_end=end_wall, timings=turn.timings)
-
-    def _play(
-        self,
-        reply: AsyncIterator[ReplyPart],
-        *,
-        turn: int | None,
-        caller_end: float | None = None,
-        timings: TurnTimings | None = None,
-        opening: bool = False,
-    ) -> None:
-        """Play ``reply``; the ``opening`` one (turn 0) is protected until its greeting has
-        been heard a while (:meth:`Floor.greeting_heard`)."""
-        heard = self._greeting_heard if opening else None
-
-        async def run() -> None:
-            audible = self._floor.reply_audible
-            ending = await self._player.play(
-                reply, turn, caller_end, timings, audible=audible, protected=heard
-            )
-            if ending is not None:  # the call control of the reply ended the call
-                self._spawn(self.end(ending))
-
-        self._reply.start(run(), name=f"reply-{turn}")
+        self._reply.play(reply, turn=self._floor.turns, caller_end=end_wall, timings=turn.timings)
 
     def _greeting_heard(self) -> None:
         self._spawn(self._decide(self._floor.greeting_heard()))
@@ -275,6 +273,7 @@ class Session:
             self._closing = asyncio.get_running_loop().create_task(self._conversation.aclose())
         self._player.playout.interrupt()
         self._reply.cancel()
+        self._resumption.close()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:  # end() itself may run as one (end after reply)

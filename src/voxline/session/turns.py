@@ -120,6 +120,11 @@ class TurnDetector:
         """How long the caller has been quiet within the current turn (0 when not speaking)."""
         return self._now - self._last_speech_end if self.speaking else 0.0
 
+    @property
+    def quiet_seconds(self) -> float:
+        """How long since the last window above the speech threshold (speech or not)."""
+        return self._now - self._last_speech_end
+
     def interrupting(self) -> bool:
         """Whether the current speech run is enough to cut the agent off."""
         if self._run_start is None:
