@@ -40,7 +40,7 @@ ENGINE_VARIABLES = {
     "VOXLINE_STT_MODEL_8K": ("stt.model_8k", "tiny.en", "tiny.en"),
     "VOXLINE_STT_WORKERS": ("stt.workers", "3", 3),
     "VOXLINE_STT_THREADS": ("stt.threads", "2", 2),
-    "VOXLINE_STT_BEAM": ("stt.beam", "1", 1),
+    "VOXLINE_STT_BEAM": ("stt.beam", "5", 5),
     "VOXLINE_STT_URL": ("stt.url", "https://stt.example/v1", "https://stt.example/v1"),
     "VOXLINE_STT_KEY": ("stt.key", "stt-secret", "stt-secret"),
     "VOXLINE_TTS_VOICE": ("tts.voice", "voices/amy.onnx", Path("voices/amy.onnx")),
@@ -115,7 +115,7 @@ def test_engine_settings_come_from_toml_tables(tmp_path: Path) -> None:
 # line, its variable, and values for the file, the variable and the argument (the flag).
 PRECEDENCE_CASES = [
     ("port", "port = {}", "VOXLINE_PORT", 8000, 9001, 9002, 9003),
-    ("stt.beam", "[stt]\nbeam = {}", "VOXLINE_STT_BEAM", 5, 1, 3, 7),
+    ("stt.beam", "[stt]\nbeam = {}", "VOXLINE_STT_BEAM", 1, 5, 3, 7),
     ("llm.model", '[llm]\nmodel = "{}"', "VOXLINE_LLM_MODEL", "gpt-4o-mini", "a", "b", "c"),
     (
         "limits.default_concurrency",

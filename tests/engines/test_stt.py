@@ -55,6 +55,7 @@ QUESTIONS = [
     "How much does it cost to ship a small parcel to Canada?",
 ]
 LONG = "Could you explain the difference between the basic plan and the premium plan?"
+BEAM = 5  # a beam search for the decodes that end a turn, to tell them from partials
 
 
 def speech(text: str) -> Float32Array:
@@ -211,7 +212,7 @@ async def test_a_turn_decode_stops_a_running_partial(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.e2e
 async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.MonkeyPatch) -> None:
-    transcriber = WhisperTranscriber(workers=1)
+    transcriber = WhisperTranscriber(workers=1, beam_size=BEAM)
     decodes = Decodes()
     monkeypatch.setattr(transcriber, "_decode", decodes.wrap(transcriber._decode))
     busy, partial, final = speech(LONG), speech(QUESTIONS[1]), speech(QUESTIONS[2])
@@ -225,7 +226,7 @@ async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.Monkey
     finally:
         await transcriber.aclose()
     assert decodes.started == [busy.size / 16_000, final.size / 16_000, partial.size / 16_000]
-    assert decodes.beams == [DEFAULT_BEAM, DEFAULT_BEAM, PARTIAL_BEAM]  # partials are greedy
+    assert decodes.beams == [BEAM, BEAM, PARTIAL_BEAM]  # partials are greedy
     assert wer(QUESTIONS[1], results[1].text) <= 0.1, results[1].text
     assert wer(QUESTIONS[2], results[2].text) <= 0.1, results[2].text
 
@@ -234,7 +235,7 @@ async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.Monkey
 async def test_batch_decodes_wait_for_every_decode_of_a_call_and_are_not_stopped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    transcriber = WhisperTranscriber(workers=1)
+    transcriber = WhisperTranscriber(workers=1, beam_size=BEAM)
     decodes = Decodes()
     monkeypatch.setattr(transcriber, "_decode", decodes.wrap(transcriber._decode))
     clip, partial, final = speech(QUESTIONS[0]), speech(QUESTIONS[1]), speech(QUESTIONS[2])
@@ -251,7 +252,7 @@ async def test_batch_decodes_wait_for_every_decode_of_a_call_and_are_not_stopped
         await transcriber.aclose()
     seconds = [a.size / 16_000 for a in (clip, final, partial, clip[:-1])]
     assert decodes.started == seconds
-    assert decodes.beams == [DEFAULT_BEAM, DEFAULT_BEAM, PARTIAL_BEAM, DEFAULT_BEAM]
+    assert decodes.beams == [BEAM, BEAM, PARTIAL_BEAM, BEAM]
     assert wer(QUESTIONS[0], results[0].text) <= 0.1, results[0].text  # ran to its end
 
 

@@ -24,7 +24,7 @@ async def _converse(caller: Caller, question: Pcm, interruption: Pcm) -> None:
     """Ask, pause until the echo starts, then talk over it."""
     await caller.silence(0.3)
     await caller.stream(question)
-    await caller.silence(0.9)  # endpointing, then the echo plays
+    await caller.silence(1.5)  # endpointing, then a second of the echo
     await caller.stream(interruption[: len(interruption) // 2])
     await caller.silence(0.5)
 

@@ -212,6 +212,7 @@ class DefaultConversation:
         self._history: list[Message] = []
         self._tools: Sequence[Tool] = ()
         self._knowledge = engines.knowledge  # the server's, unless the session's agent has its own
+        self._knowledge_of: AgentProfile | None = None  # the agent self._knowledge is from
         self._kb: KbEndpoint | None = None
         self._kb_passages: list[str] = []  # the endpoint's latest, to bias recognition with
         self._partial: asyncio.Task[None] | None = None
@@ -236,8 +237,13 @@ class DefaultConversation:
         self._kb = (
             KbEndpoint(endpoint, config.kb_token, client=self._engines.http) if endpoint else None
         )
-        own = knowledge_of(info.agent) if info.agent is not None else None
-        self._knowledge = knowledge = own or self._engines.knowledge
+        if info.agent is not self._knowledge_of:
+            # Indexed in a worker thread already (prepare); read once per agent, not at every
+            # configure, so that a knowledge file edited since is never re-indexed on the loop.
+            own = knowledge_of(info.agent) if info.agent is not None else None
+            self._knowledge = own or self._engines.knowledge
+            self._knowledge_of = info.agent
+        knowledge = self._knowledge
         unusable = self._choose_voice(config.voice_id)
         return ConfigureReport(
             greeting=bool(

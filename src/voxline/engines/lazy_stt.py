@@ -29,9 +29,10 @@ class LazyTranscriber:
         partial: bool = False,
         batch: bool = False,
     ) -> Transcript:
-        async with self._lock:
-            if self._loaded is None:
-                self._loaded = await asyncio.to_thread(self._load)
+        if self._loaded is None:
+            async with self._lock:
+                if self._loaded is None:  # else loaded while this call waited
+                    self._loaded = await asyncio.to_thread(self._load)
         return await self._loaded.transcribe(audio, prompt=prompt, partial=partial, batch=batch)
 
     async def aclose(self) -> None:

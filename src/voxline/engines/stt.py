@@ -56,7 +56,9 @@ from voxline.engines.models import verify_sha256
 from voxline.engines.priority_pool import PriorityPool
 
 SAMPLE_RATE: Final = 16_000
-DEFAULT_BEAM: Final = 5
+DEFAULT_BEAM: Final = 1
+"""Greedy: beam 5 hears more words right but costs 30-60 ms of TTFB P95 on two cores
+(docs/performance.md, "Four families of callers")."""
 PARTIAL_BEAM: Final = 1
 """Partial transcripts are greedy: captions, soon replaced, need not cost a beam search."""
 PACKAGED_MODEL: Final = "tiny.en"

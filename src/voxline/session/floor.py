@@ -30,11 +30,13 @@ from voxline.session.turns import (
 PRE_ROLL_SECONDS: Final = 0.3  # audio kept before detected speech start (VAD onsets are late)
 TAIL_SECONDS: Final = 0.15  # audio kept after the last speech window
 PAUSE_MS: Final = 32  # silence after which the agent may start on what the caller said so far
-GAP_SECONDS: Final = 0.15
+GAP_SECONDS: Final = 0.5
 """No caller audio for this long in the middle of their turn is a gap in the stream (a
 client that stops sending after its question, a muted browser): it counts as silence,
-filled in as the wall clock passes (:class:`FillSilence`). Longer than network jitter, so
-that a late frame is not mistaken for a pause; short against the endpointing silence."""
+filled in as the wall clock passes (:class:`FillSilence`). As long as the default
+endpointing silence, so that the turn ends about when streamed silence would have ended it,
+and well beyond network jitter: frames held back 150 ms on a mobile link, or by a busy
+server, had silence filled in before them, splitting the caller's words apart."""
 RESUME_GRACE_SECONDS: Final = 2.0
 """After a barge-in, a sound of the caller's that held no words (a cough, a door, a low
 rumble the VAD took for speech) resumes the reply it cut off if it is over, and known to
