@@ -10,8 +10,9 @@ returns what it admits or the protocol's :class:`Rejection`.
 Only credentials a client presents count as failed authentications: a bad page or phone key
 is the server's own configuration, not someone guessing.
 
-The gate fails closed: while the shared state the limits live in is unreachable, nothing is
-admitted (``service_unavailable``), since no limit could be checked; and once the server
+The gate fails closed: while the shared state the limits live in or the database of keys
+is unreachable, nothing is admitted (``service_unavailable``), since no key or limit could
+be checked; and once the server
 is shutting down, no new session is (``server_shutting_down``).
 """
 
@@ -31,6 +32,7 @@ from voxline.protocol.agent_profile import AgentProfile
 from voxline.protocol.errors import Rejection
 from voxline.state.backend import StateUnavailable
 from voxline.store.agents import AgentStore
+from voxline.store.database import DatabaseUnavailable
 
 #: How long a client refused for an unreachable state backend is told to wait.
 UNAVAILABLE_RETRY_AFTER_S = 5.0
@@ -58,7 +60,8 @@ def _lacks(scope: str) -> Rejection:
 def _fails_closed(
     method: Callable[Concatenate[Admission, _P], Coroutine[Any, Any, _T]],
 ) -> Callable[Concatenate[Admission, _P], Coroutine[Any, Any, _T | Rejection]]:
-    """Refuse with ``service_unavailable`` while the state backend cannot be reached."""
+    """Refuse with ``service_unavailable`` while the state backend or the database cannot
+    be reached."""
 
     @functools.wraps(method)
     async def gate(self: Admission, /, *args: _P.args, **kwargs: _P.kwargs) -> _T | Rejection:
@@ -68,6 +71,12 @@ def _fails_closed(
             return Rejection(
                 "service_unavailable",
                 "the server cannot check its limits right now; try again shortly",
+                UNAVAILABLE_RETRY_AFTER_S,
+            )
+        except DatabaseUnavailable:
+            return Rejection(
+                "service_unavailable",
+                "the server cannot reach its database right now; try again shortly",
                 UNAVAILABLE_RETRY_AFTER_S,
             )
 
@@ -99,6 +108,7 @@ class Admission:
         (as of a few seconds ago: see :mod:`voxline.auth.revocations`)."""
         return not await self._revocations.revoked(key.id)
 
+    @_fails_closed
     async def agent(self, key: ApiKey, agent_id: str) -> AgentProfile | Rejection:
         """The stored agent ``agent_id`` of ``key``'s owner: for a session that names it in
         ``configure``, after its admission. Another owner's is unknown, like a missing one."""

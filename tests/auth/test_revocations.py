@@ -5,7 +5,7 @@ import pytest
 
 from voxline.auth.keys import KeyStore
 from voxline.auth.revocations import CLOCK_SKEW, Revocations
-from voxline.store.database import Database
+from voxline.store.database import Database, DatabaseUnavailable
 
 
 class CountingKeys(KeyStore):
@@ -89,3 +89,30 @@ def test_the_store_lists_keys_revoked_since_a_moment(tmp_path: Path) -> None:
         assert store.revoked_since(revoked_at - 1) == [early.id]  # type: ignore[operator]
         assert store.revoked_since(revoked_at + 1) == []  # type: ignore[operator]
         assert kept.id not in store.revoked_since(0)
+
+
+class FlakyKeys(CountingKeys):
+    up = True
+
+    def revoked_since(self, moment: float) -> list[str]:
+        if not self.up:
+            raise DatabaseUnavailable("connection refused")
+        return super().revoked_since(moment)
+
+
+async def test_calls_go_on_while_the_database_is_away_and_see_revocations_made_meanwhile(
+    db: Database,
+) -> None:
+    keys = FlakyKeys(db)
+    clock = Clock()
+    revocations = Revocations(keys, interval=2.0, clock=clock)
+    key, _ = keys.create(env="test", scopes=["omni:session"])
+    assert not await revocations.revoked(key.id)
+    keys.up = False
+    keys.revoke(key.id)  # by another node, on a database this process cannot reach
+    for _ in range(3):
+        clock.now += 2.0
+        assert not await revocations.revoked(key.id)
+    keys.up = True
+    clock.now += 2.0
+    assert await revocations.revoked(key.id)

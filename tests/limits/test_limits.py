@@ -4,6 +4,7 @@ audio caps, connect rates and blocks after failed authentications."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +14,7 @@ from tests.support.redis_server import BackendFactory
 from voxline.config import LimitSettings
 from voxline.limits.policy import LimitPolicy, Rejection, SessionLease
 from voxline.state.backend import StateBackend
+from voxline.state.redis import RedisBackend
 
 # Short enough to keep the suite fast, long enough not to lapse between two awaits.
 TTL = 0.2
@@ -210,6 +212,20 @@ async def test_ipv6_addresses_are_limited_per_64(backend: StateBackend) -> None:
     assert await policy.check_auth_block("2001:db8:1:3::1") is None
 
 
+@pytest.mark.e2e
+async def test_each_process_sharing_redis_has_its_own_capacity(redis_url: str) -> None:
+    namespace = f"test-{uuid.uuid4().hex}"
+    backends = [RedisBackend(redis_url, namespace=namespace) for _ in range(2)]
+    try:
+        full, other = (LimitPolicy(b, settings(max_sessions=1)) for b in backends)
+        assert isinstance(await full.acquire_session(api_key(key_id="key_00000001")), SessionLease)
+        assert isinstance(await full.acquire_session(api_key(key_id="key_00000002")), Rejection)
+        assert isinstance(await other.acquire_session(api_key(key_id="key_00000002")), SessionLease)
+    finally:
+        for backend in backends:
+            await backend.close()
+
+
 async def test_a_server_at_capacity_refuses_every_key(backend: StateBackend) -> None:
     policy = LimitPolicy(backend, settings(max_sessions=2))
     held = [await policy.acquire_session(api_key(key_id=f"key_0000000{i}")) for i in (1, 2)]
@@ -220,9 +236,6 @@ async def test_a_server_at_capacity_refuses_every_key(backend: StateBackend) -> 
         "this server is at capacity (2 sessions); try again shortly",
         None,
     )
-    # Another process sharing the backend has its own capacity.
-    other = LimitPolicy(backend, settings(max_sessions=2))
-    assert isinstance(await other.acquire_session(api_key(key_id="key_00000003")), SessionLease)
     # The refusal held nothing of the key's own allowance, and a freed seat is taken again.
     lease = held[0]
     assert isinstance(lease, SessionLease)

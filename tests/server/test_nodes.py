@@ -22,6 +22,7 @@ from tests.support.caller import Caller
 from tests.support.keys import create_key_with_cli
 from tests.support.postgres_server import fresh_database
 from tests.support.server import OPEN_LIMITS, RunningServer, run_server
+from voxline.server.services import PRESENCE_INTERVAL_S, PRESENCE_TTL_S
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 
@@ -158,6 +159,7 @@ async def test_the_calls_of_a_node_that_dies_are_lost_and_their_seats_freed(
         streaming = asyncio.create_task(caller.silence(60))
         await recorded(postgres_database, call_id)  # written beside the session's start
         victim.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
         victim.process.wait(timeout=10)
         assert (await caller.closed()).close_code == 1006
         streaming.cancel()
@@ -166,15 +168,39 @@ async def test_the_calls_of_a_node_that_dies_are_lost_and_their_seats_freed(
         record = await survivor.finished_call(call_id, timeout=15)
         assert (record.close_code, record.close_reason) == (1006, "server_lost")
         assert record.node == "node-b"
-        # The dead node's seat lapses (its lease is no longer renewed), and the key's one
-        # session can be had again.
-        deadline = time.monotonic() + 40
+        # The dead node's seat is freed once it is not heard of for PRESENCE_TTL_S (its
+        # lease would have lasted 30 s), and the key's one session can be had again.
+        deadline = killed + PRESENCE_TTL_S + 2 * PRESENCE_INTERVAL_S
         while (outcome := await refused_or_admitted(survivor, secret)) != "admitted":
             assert outcome == "concurrency_limit_exceeded"
-            assert time.monotonic() < deadline, "the dead node's seat was never freed"
-            await asyncio.sleep(1)
+            assert time.monotonic() < deadline, "the dead node's seat was not freed in time"
+            await asyncio.sleep(0.5)
         with Database(postgres_database) as db:
             assert CallRecords(db).get(call_id) == record
+
+
+async def test_every_node_sees_every_node(
+    nodes: list[RunningServer], database_url: str
+) -> None:
+    _, secret = new_key(database_url, nodes)
+    _, operator = new_key(database_url, nodes, "server:read")
+    caller, _ = await admitted(nodes[0], secret)
+    try:
+        for node in nodes:
+            deadline = time.monotonic() + 2 * PRESENCE_INTERVAL_S + 1
+            while True:
+                listing = (await get(node, "/admin/nodes", operator)).json()["data"]
+                sessions = {n["node"]: n["sessions"] for n in listing}
+                if sessions == {"node-a": 1, "node-b": 0} or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert sessions == {"node-a": 1, "node-b": 0}
+            assert all(len(n["processes"]) == 1 and not n["draining"] for n in listing)
+            metrics = (await get(node, "/metrics")).text
+            assert f'voxline_active_sessions{{node="{node.data_dir.name}"}}' in metrics
+    finally:
+        await caller.close()
+    assert (await get(nodes[0], "/admin/nodes", secret)).status_code == 403
 
 
 async def recorded(database_url: str, call_id: str, timeout: float = 5.0) -> None:

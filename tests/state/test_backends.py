@@ -127,6 +127,68 @@ async def test_values_round_trip_as_copies_and_expire(backend_factory: BackendFa
     assert await backend.get("k") is None
 
 
+# -- processes that come and go -------------------------------------------------------------
+
+
+async def test_a_process_is_present_while_it_announces_itself(backend: StateBackend) -> None:
+    assert await backend.presences() == {}
+    await backend.announce({"node": "a", "sessions": 3}, TTL)
+    assert await backend.presences() == {backend.process_id: {"node": "a", "sessions": 3}}
+    await asyncio.sleep(TTL * 1.2)
+    assert await backend.presences() == {}
+    await backend.announce({"node": "a", "sessions": 0}, TTL)
+    await backend.withdraw()
+    assert await backend.presences() == {}
+
+
+@pytest.mark.e2e
+async def test_the_seats_of_a_process_that_lapses_are_freed_at_once(redis_url: str) -> None:
+    namespace = f"test-{uuid.uuid4().hex}"
+    dead, alive = (RedisBackend(redis_url, namespace=namespace) for _ in range(2))
+    try:
+        await dead.announce({"node": "a"}, TTL)
+        await alive.announce({"node": "b"}, 60)
+        # Leases far longer than the announcement: only the lapse can free them.
+        assert await dead.acquire_slot("key", 2, "call-1", 60)
+        assert await dead.acquire_slot("key", 2, "call-2", 60)
+        assert await dead.acquire_slot("server", 1, "call-1", 60)
+        assert await alive.acquire_slot("other", 1, "call-3", 60)
+        await dead.release_slot("key", "call-2")
+        assert set(await alive.presences()) == {dead.process_id, alive.process_id}
+        assert await alive.free_lapsed() == []
+        assert not await alive.acquire_slot("key", 1, "call-4", 60)
+
+        await asyncio.sleep(TTL * 1.2)
+        assert await alive.presences() == {alive.process_id: {"node": "b"}}
+        assert await alive.free_lapsed() == [dead.process_id]
+        assert await alive.free_lapsed() == []
+        assert await alive.acquire_slot("key", 1, "call-4", 60)
+        assert await alive.acquire_slot("server", 1, "call-5", 60)
+        assert not await alive.acquire_slot("other", 1, "call-6", 60)  # the living keep theirs
+
+        # A process that was only stalled takes its seat again if it is still free.
+        assert await dead.refresh_slot("key", "call-1", 60) is False
+        assert not await dead.acquire_slot("key", 1, "call-1", 60)
+    finally:
+        for backend in (dead, alive):
+            await backend.close()
+
+
+@pytest.mark.e2e
+async def test_a_withdrawn_process_leaves_nothing_behind(redis_url: str) -> None:
+    namespace = f"test-{uuid.uuid4().hex}"
+    backend = RedisBackend(redis_url, namespace=namespace)
+    client = Redis.from_url(redis_url)
+    try:
+        await backend.announce({"node": "a"}, 60)
+        assert await backend.acquire_slot("key", 1, "call-1", 60)
+        await backend.withdraw()
+        assert await client.keys(f"{namespace}:*") == []
+    finally:
+        await client.aclose()
+        await backend.close()
+
+
 # -- nothing is left behind -----------------------------------------------------------------
 
 
@@ -141,7 +203,8 @@ async def test_redis_keys_expire_on_their_own(redis_url: str) -> None:
         await backend.put("v", {}, TTL)
         client = Redis.from_url(redis_url)
         try:
-            assert len(await client.keys("test-expiry:*")) == 4
+            # The lease set, the process's leases, the rate, the usage and the value.
+            assert len(await client.keys("test-expiry:*")) == 5
             # The lease set lives exactly as long as its last lease.
             assert 0 < await client.pttl("test-expiry:slots:s") <= TTL * 1000
             await asyncio.sleep(TTL * 1.2)
@@ -162,6 +225,8 @@ async def test_memory_sweeps_what_nobody_touches_again(monkeypatch: pytest.Monke
     await asyncio.sleep(TTL * 1.2)
     await backend.get("other")
     assert vars(backend) | {"_next_sweep": None} == {
+        "process_id": backend.process_id,
+        "_presence": None,
         "_slots": {},
         "_tats": {},
         "_counters": {},

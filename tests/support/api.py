@@ -23,15 +23,19 @@ async def get(server: RunningServer, path: str, key: str | None = None) -> httpx
 
 
 async def scrape(server: RunningServer) -> Samples:
+    """The server's metrics, by name and labels but for the ``node`` label, which every
+    sample must carry."""
     response = await get(server, "/metrics")
     assert response.status_code == 200
     # The Prometheus text exposition format, whichever version the client library writes.
     assert response.headers["content-type"].startswith("text/plain; version=")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            assert labels.pop("node", None), f"{sample} has no node label"
+            samples[sample.name, frozenset(labels.items())] = sample.value
+    return samples
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

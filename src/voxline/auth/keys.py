@@ -41,6 +41,8 @@ SCOPE_AGENTS_WRITE = "agents:write"
 """Create, update and delete the owner's agent profiles (and read them)."""
 SCOPE_SERVER_DRAIN = "server:drain"
 """Drain the node: an operator's scope (``POST /admin/drain``)."""
+SCOPE_SERVER_READ = "server:read"
+"""See the nodes and their processes: an operator's scope (``GET /admin/nodes``)."""
 KNOWN_SCOPES = frozenset(
     {
         SCOPE_SESSION,
@@ -52,6 +54,7 @@ KNOWN_SCOPES = frozenset(
         SCOPE_AGENTS_READ,
         SCOPE_AGENTS_WRITE,
         SCOPE_SERVER_DRAIN,
+        SCOPE_SERVER_READ,
     }
 )
 _IMPLIED_BY = {
@@ -59,6 +62,7 @@ _IMPLIED_BY = {
     # Agent profiles are Omni's: every Omni scope grants them.
     SCOPE_AGENTS_READ: (SCOPE_AGENTS_WRITE, SCOPE_ALL),
     SCOPE_AGENTS_WRITE: (SCOPE_ALL,),
+    SCOPE_SERVER_READ: (SCOPE_SERVER_DRAIN,),
 }
 """The broader scopes that grant a scope too."""
 

@@ -10,11 +10,15 @@ process (``voxline keys revoke``, another worker) end within one interval.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Final
 
 from voxline.auth.keys import KeyStore
+from voxline.store.database import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
 
 CHECK_INTERVAL: Final = 2.0
 #: How far before the last check a revocation is looked for: the ``revoked_at`` of a key
@@ -41,6 +45,7 @@ class Revocations:
         self._due = clock()
         self._revoked: set[str] = set()
         self._lock = asyncio.Lock()
+        self._unreachable = False
 
     async def revoked(self, key_id: str) -> bool:
         """Whether ``key_id`` was revoked after this process started (as of one interval
@@ -53,7 +58,19 @@ class Revocations:
 
     async def _refresh(self) -> None:
         asked_at = self._wall_clock()
-        found = await asyncio.to_thread(self._keys.revoked_since, self._since - CLOCK_SKEW)
+        try:
+            found = await asyncio.to_thread(self._keys.revoked_since, self._since - CLOCK_SKEW)
+        except DatabaseUnavailable as exc:
+            # Calls go on as their keys stood: a revocation made meanwhile is seen once the
+            # database answers again, since it is asked for everything since the last answer.
+            if not self._unreachable:
+                log.warning("cannot check for revoked keys: %s", exc)
+            self._unreachable = True
+            self._due = self._clock() + self._interval
+            return
+        if self._unreachable:
+            log.info("checking for revoked keys again")
+            self._unreachable = False
         self._revoked.update(found)
         self._since = asked_at
         self._due = self._clock() + self._interval

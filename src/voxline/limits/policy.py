@@ -108,9 +108,6 @@ class LimitPolicy:
         self._settings = settings
         self._lease_ttl_s = lease_ttl_s
         self._clock = clock
-        # Names this policy's own ``max_sessions`` seats in a shared backend: capacity is a
-        # process's, not the cluster's.
-        self._server_id = uuid.uuid4().hex
 
     async def check_auth_block(self, address: str) -> float | None:
         """Seconds to wait if ``address`` failed authentication too often, else None.
@@ -223,7 +220,8 @@ class LimitPolicy:
         if capacity is not None:
             slots.append(
                 (
-                    f"sessions:server:{self._server_id}",
+                    # A process's capacity, not the cluster's.
+                    f"sessions:server:{self._backend.process_id}",
                     capacity,
                     f"this server is at capacity ({capacity} sessions); try again shortly",
                 )

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from voxline.admission import UNAVAILABLE_RETRY_AFTER_S
 from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_CALLS_READ_ALL, SCOPE_SESSION, ApiKey
 from voxline.auth.tokens import TokenRequestError, validate_token_request
 from voxline.config import Settings
@@ -28,6 +29,7 @@ from voxline.server.capacity import ConnectionCap
 from voxline.server.drain_api import drain_routes
 from voxline.server.issuing import error_response as _error
 from voxline.server.issuing import issue_token
+from voxline.server.nodes_api import nodes_routes
 from voxline.server.rest import bearer_key
 from voxline.server.services import Services
 from voxline.server.shutdown import drain_on_signals
@@ -36,6 +38,7 @@ from voxline.server.transcription_api import transcription_routes
 from voxline.server.voices_api import voice_routes
 from voxline.server.web import web_routes
 from voxline.store.calls import CallRecord
+from voxline.store.database import DatabaseUnavailable
 from voxline.transports.freeswitch import audio_stream
 from voxline.transports.omni import omni_endpoint
 from voxline.transports.services import CallServices
@@ -115,6 +118,17 @@ async def metrics(request: Request) -> Response:
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """A REST request whose database work failed for want of the database: 503, to retry."""
+    return _error(
+        Rejection(
+            "service_unavailable",
+            "the server cannot reach its database right now; try again shortly",
+            UNAVAILABLE_RETRY_AFTER_S,
+        )
+    )
+
+
 def create_app(
     settings: Settings,
     services: Services | None = None,
@@ -154,6 +168,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *drain_routes,
+            *nodes_routes,
             Route("/metrics", metrics),
             *web_routes(),
         ],
@@ -171,5 +186,6 @@ def create_app(
                 else [Middleware(ConnectionCap, limit=max_connections)]
             ),
         ],
+        exception_handlers={DatabaseUnavailable: _database_unavailable},
         lifespan=lifespan,
     )

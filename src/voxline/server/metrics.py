@@ -2,13 +2,16 @@
 
 Under several worker processes (``voxline.server.workers``), prometheus_client keeps each
 process's values in files in ``PROMETHEUS_MULTIPROC_DIR``, and :meth:`Metrics.exposition`
-adds them all up, so that any worker reports the whole server.
+adds them all up, so that any worker reports the whole server. Every sample carries the
+node's name as a ``node`` label, so that the nodes of a deployment scraped through one
+load balancer (or into one Prometheus) are told apart.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -20,14 +23,40 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
 MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_GAUGE_FILE: Final = re.compile(r"gauge_live\w*?_(\d+)\.db")
 
 
+class _NodeLabelled(Collector):
+    """Another registry's metrics, each sample labelled with the node's name."""
+
+    def __init__(self, source: CollectorRegistry, node: str) -> None:
+        self._source = source
+        self._node = node
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._source.collect():
+            metric.samples = [
+                Sample(
+                    sample.name,
+                    {**sample.labels, "node": self._node},
+                    sample.value,
+                    sample.timestamp,
+                    sample.exemplar,
+                )
+                for sample in metric.samples
+            ]
+            yield metric
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, node: str) -> None:
+        self.node = node
         self.registry = CollectorRegistry()
         r = self.registry
         self.active_sessions = Gauge(
@@ -61,11 +90,13 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text exposition format: this process's metrics, or every worker's."""
         directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
-        if directory is None:
-            return generate_latest(self.registry)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
+        source = self.registry
+        if directory is not None:
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source, path=directory)  # type: ignore[no-untyped-call]
+        labelled = CollectorRegistry()
+        labelled.register(_NodeLabelled(source, self.node))
+        return generate_latest(labelled)
 
     def start(self) -> None:
         """Under several workers: forget the live gauges of workers that died (a replaced

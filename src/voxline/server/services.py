@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from voxline.store.agents import AgentStore
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 from voxline.store.servers import ServerRegistry
+from voxline.store.write_behind import WriteBehind
 from voxline.telephony.esl import EventSocket
 from voxline.transports.call import WATCH_INTERVAL
 from voxline.transports.live import LiveCalls
@@ -49,6 +52,13 @@ SHUTDOWN_CODE = CloseCode.GOING_AWAY
 #: How often this process tells the database it is alive, and looks for calls of
 #: processes that are not (see :mod:`voxline.store.servers`).
 HEARTBEAT_INTERVAL_S = 10.0
+#: How often each process announces itself in the shared state (its node, sessions and
+#: capacity: ``GET /admin/nodes``) and frees the seats of processes that stopped doing so.
+PRESENCE_INTERVAL_S = 2.0
+#: A process not heard of for this long is taken for dead, and its seats are freed.
+PRESENCE_TTL_S = 3 * PRESENCE_INTERVAL_S
+#: How often call records kept while the database was unreachable are tried again.
+WRITE_BEHIND_INTERVAL_S = 1.0
 #: How often each process of a node of several (``--workers``) looks for a drain that
 #: another of them was asked for.
 DRAIN_WATCH_INTERVAL_S = 1.0
@@ -133,20 +143,26 @@ class Services:
         one when not given: a node of one process)."""
         self.settings = settings
         self.boot = boot or uuid.uuid4().hex
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.node)
         self.db = Database(settings.database)
         self.keys = KeyStore(self.db)
         self.agents = AgentStore(self.db)
         self.servers = ServerRegistry(self.db, stale_after_s=6 * HEARTBEAT_INTERVAL_S)
         self.server_id = self.servers.register()
         self.calls = CallRecords(self.db, server_id=self.server_id, node=settings.node)
+        self.call_writes = WriteBehind()
         self.live_calls = LiveCalls()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._presence: asyncio.Task[None] | None = None
+        self._write_behind: asyncio.Task[None] | None = None
         self._drain_watch: asyncio.Task[None] | None = None
         self._draining = False
         self.backend: StateBackend = (
-            _redis_backend(settings.redis_url) if settings.redis_url else MemoryBackend()
+            _redis_backend(settings.redis_url, self.server_id)
+            if settings.redis_url
+            else MemoryBackend(process_id=self.server_id)
         )
+        self._started_at = time.time()
         self.tokens = BrowserTokens(self.backend)
         self.limits = LimitPolicy(self.backend, settings.limits)
         self.admission = Admission(self.keys, self.tokens, self.limits, self.agents)
@@ -169,6 +185,8 @@ class Services:
         self.metrics.start()
         await self._close_lost_calls()
         self._heartbeat = asyncio.create_task(self._beat())
+        self._presence = asyncio.create_task(self._announce())
+        self._write_behind = asyncio.create_task(self._write_kept_records())
         if self.settings.workers > 1:
             self._drain_watch = asyncio.create_task(self._watch_drain())
         await self.vad.start()
@@ -218,7 +236,7 @@ class Services:
 
     async def aclose(self) -> None:
         await self.drain()
-        for task in (self._heartbeat, self._drain_watch):
+        for task in (self._heartbeat, self._presence, self._write_behind, self._drain_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -230,7 +248,13 @@ class Services:
             await self.stt.aclose()
             await self.voices.aclose()
         await self.vad.aclose()
+        with contextlib.suppress(StateUnavailable):
+            await self.backend.withdraw()
         await self.backend.close()
+        if not await self.call_writes.flush():
+            log.error(
+                "%d call record write(s) lost: the database is unreachable", len(self.call_writes)
+            )
         await asyncio.to_thread(self.servers.deregister, self.server_id, reason=SHUTDOWN_REASON)
         self.db.close()
         self.metrics.close()
@@ -240,6 +264,12 @@ class Services:
         if closed:
             log.warning("closed %d call record(s) of server processes that are gone", closed)
 
+    async def _write_kept_records(self) -> None:
+        while True:
+            await asyncio.sleep(WRITE_BEHIND_INTERVAL_S)
+            if len(self.call_writes):
+                await self.call_writes.flush()
+
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
@@ -248,6 +278,38 @@ class Services:
                 await self._close_lost_calls()
             except Exception:
                 log.exception("heartbeat failed; retrying")
+
+    def presence(self) -> dict[str, object]:
+        """What this process tells the others of itself."""
+        return {
+            "node": self.settings.node,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self._started_at,
+            "sessions": len(self.live_calls),
+            "max_sessions": self.settings.limits.max_sessions,
+            "draining": self._draining,
+        }
+
+    async def _announce(self) -> None:
+        while True:
+            try:
+                await self.backend.announce(self.presence(), PRESENCE_TTL_S)
+                freed = await self.backend.free_lapsed()
+            except StateUnavailable:
+                pass
+            except Exception:
+                log.exception("announcing this process failed; retrying")
+            else:
+                if freed:
+                    log.warning(
+                        "freed the seats of %d server process(es) not heard of for %.0f s: %s",
+                        len(freed),
+                        PRESENCE_TTL_S,
+                        ", ".join(freed),
+                    )
+            await asyncio.sleep(PRESENCE_INTERVAL_S)
 
     async def readiness(self) -> dict[str, bool]:
         """Whether each shared dependency answers (the database, the state backend) and the
@@ -275,8 +337,8 @@ class Services:
             return False
 
 
-def _redis_backend(url: str) -> StateBackend:
+def _redis_backend(url: str, process_id: str) -> StateBackend:
     from voxline.state.redis import RedisBackend
 
     # Twice the watchdogs' interval: every live lease is re-asserted by then.
-    return RedisBackend(url, settle_s=2 * WATCH_INTERVAL)
+    return RedisBackend(url, settle_s=2 * WATCH_INTERVAL, process_id=process_id)

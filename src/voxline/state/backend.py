@@ -18,7 +18,14 @@ class StateBackend(Protocol):
 
     Every method is atomic: concurrent callers, in one process or several, never see a
     half-done update. Times are in seconds. Buckets and keys are free-form strings.
+
+    Each backend speaks for one server process, :attr:`process_id`, which holds the slots
+    it acquires. A process that announces itself (:meth:`announce`) has its slots given back by the
+    others as soon as its announcement lapses (:meth:`free_lapsed`), rather than lease by
+    lease as their TTLs run out.
     """
+
+    process_id: str
 
     async def acquire_slot(self, bucket: str, limit: int, lease_id: str, ttl_s: float) -> bool:
         """Take one of ``limit`` concurrent slots in ``bucket`` for ``ttl_s`` seconds.
@@ -73,6 +80,29 @@ class StateBackend(Protocol):
         sessions still running; their watchdogs take them again within a few seconds. New
         sessions must wait that long, or they could take the seats of running ones.
         """
+        ...
+
+    async def announce(self, presence: dict[str, Any], ttl_s: float) -> None:
+        """This process is alive, as ``presence`` (JSON-serialisable) describes it, for the
+        next ``ttl_s`` seconds: announce again before then."""
+        ...
+
+    async def presences(self) -> dict[str, dict[str, Any]]:
+        """The last announcement of every process sharing this state that has not lapsed,
+        by process id."""
+        ...
+
+    async def free_lapsed(self) -> list[str]:
+        """Give back every slot held by a process whose announcement lapsed (it died, or
+        lost touch with this state for longer than its TTL); the ids of those processes.
+
+        A process that was only stalled takes its slots again at its sessions' next
+        refresh, as it would after its leases lapsed (see ``SessionLease.refresh``).
+        """
+        ...
+
+    async def withdraw(self) -> None:
+        """This process stops: forget its announcement and give back what it still holds."""
         ...
 
     async def close(self) -> None: ...

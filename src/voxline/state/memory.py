@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 #: How often expired entries of buckets nobody touches again are swept away.
@@ -31,7 +32,9 @@ class MemoryBackend:
     the monotonic clock, immune to wall-clock steps.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, process_id: str | None = None) -> None:
+        self.process_id = process_id or uuid.uuid4().hex
+        self._presence: tuple[str, float] | None = None
         self._slots: dict[str, dict[str, float]] = {}
         self._tats: dict[str, float] = {}
         self._counters: dict[str, tuple[float, float]] = {}
@@ -122,7 +125,24 @@ class MemoryBackend:
         """Never: this state lives and dies with the sessions it holds the leases of."""
         return 0.0
 
+    async def announce(self, presence: dict[str, Any], ttl_s: float) -> None:
+        self._presence = (json.dumps(presence), self._now() + ttl_s)
+
+    async def presences(self) -> dict[str, dict[str, Any]]:
+        if self._presence is None or self._presence[1] <= self._now():
+            return {}
+        return {self.process_id: json.loads(self._presence[0])}
+
+    async def free_lapsed(self) -> list[str]:
+        """None: no other process shares this state."""
+        return []
+
+    async def withdraw(self) -> None:
+        self._presence = None
+        self._slots.clear()
+
     async def close(self) -> None:
+        self._presence = None
         self._slots.clear()
         self._tats.clear()
         self._counters.clear()

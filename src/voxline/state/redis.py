@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,9 +42,15 @@ local function expire_with_last_lease(key)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', key, string.format('%d', math.ceil(tonumber(last[2]) * 1000)))
 end
+local function hold(held, key, lease, ttl)
+  redis.call('SADD', held, key .. '\\n' .. lease)
+  redis.call('PEXPIRE', held, string.format('%d', math.ceil(tonumber(ttl) * 1000)))
+end
 """
 
-# KEYS: leases (sorted set of lease id by expiry). ARGV: limit, lease id, ttl.
+# KEYS: leases (sorted set of lease id by expiry), the holder's leases (a set of
+# "<leases key>\n<lease id>", which lives as long as the holder's last lease).
+# ARGV: limit, lease id, ttl.
 _ACQUIRE = (
     _PRELUDE
     + """
@@ -54,11 +61,12 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[2])
 end
 redis.call('ZADD', KEYS[1], fmt(now + tonumber(ARGV[3])), ARGV[2])
 expire_with_last_lease(KEYS[1])
+hold(KEYS[2], KEYS[1], ARGV[2], ARGV[3])
 return 1
 """
 )
 
-# KEYS: leases. ARGV: lease id, ttl.
+# KEYS: leases, the holder's leases. ARGV: lease id, ttl.
 _REFRESH = (
     _PRELUDE
     + """
@@ -68,9 +76,29 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
 end
 redis.call('ZADD', KEYS[1], 'XX', fmt(now + tonumber(ARGV[2])), ARGV[1])
 expire_with_last_lease(KEYS[1])
+hold(KEYS[2], KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 )
+
+# KEYS: the announced processes. ARGV: the namespace's key prefix. The ids of the
+# processes whose announcement lapsed, their leases removed.
+_FREE_LAPSED = """
+local freed = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. 'process:' .. id) == 0 then
+    local held = ARGV[1] .. 'held:' .. id
+    for _, entry in ipairs(redis.call('SMEMBERS', held)) do
+      local cut = string.find(entry, '\\n', 1, true)
+      redis.call('ZREM', string.sub(entry, 1, cut - 1), string.sub(entry, cut + 1))
+    end
+    redis.call('DEL', held)
+    redis.call('SREM', KEYS[1], id)
+    table.insert(freed, id)
+  end
+end
+return freed
+"""
 
 # GCRA. KEYS: theoretical arrival time. ARGV: limit, window, "1" to count the event.
 _HIT = (
@@ -106,6 +134,11 @@ return fmt(math.max(0, born + tonumber(ARGV[1]) - now))
 )
 
 
+#: The set of announced processes outlives the last of them by this much: it is emptied as
+#: processes lapse, but not if every process of a deployment stops at once.
+_PROCESSES_TTL_S = 24 * 3600.0
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -114,15 +147,24 @@ class RedisBackend:
     """A :class:`~voxline.state.backend.StateBackend` in Redis.
 
     Leases live in a sorted set per bucket scored by expiry; a Lua script prunes lapsed
-    leases, counts and adds in one atomic step. Keys are prefixed with ``namespace`` so
-    that one Redis can serve several deployments.
+    leases, counts and adds in one atomic step, and notes the lease among its process's
+    (a set per process), so that another process can free them all when this one lapses.
+    Keys are prefixed with ``namespace`` so that one Redis can serve several deployments.
 
     ``settle_s`` is how long after its data was born (first used, or lost in a restart) this
     Redis is :meth:`settling`: long enough for every live session's watchdog to re-assert
     its lease. The birth is a key in Redis itself, gone with the data it dates.
     """
 
-    def __init__(self, url: str, *, namespace: str = "voxline", settle_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "voxline",
+        settle_s: float = 0.0,
+        process_id: str | None = None,
+    ) -> None:
+        self.process_id = process_id or uuid.uuid4().hex
         self._redis = Redis.from_url(
             url,
             decode_responses=True,
@@ -134,24 +176,33 @@ class RedisBackend:
         self._refresh = self._redis.register_script(_REFRESH)
         self._hit = self._redis.register_script(_HIT)
         self._settling = self._redis.register_script(_SETTLING)
+        self._free_lapsed = self._redis.register_script(_FREE_LAPSED)
         self._settle_s = settle_s
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._namespace}:{kind}:{name}"
 
+    @property
+    def _held(self) -> str:
+        return self._key("held", self.process_id)
+
     async def acquire_slot(self, bucket: str, limit: int, lease_id: str, ttl_s: float) -> bool:
         with _reachable():
             key = self._key("slots", bucket)
-            return bool(await self._acquire(keys=[key], args=[limit, lease_id, ttl_s]))
+            return bool(await self._acquire(keys=[key, self._held], args=[limit, lease_id, ttl_s]))
 
     async def refresh_slot(self, bucket: str, lease_id: str, ttl_s: float) -> bool:
         with _reachable():
             key = self._key("slots", bucket)
-            return bool(await self._refresh(keys=[key], args=[lease_id, ttl_s]))
+            return bool(await self._refresh(keys=[key, self._held], args=[lease_id, ttl_s]))
 
     async def release_slot(self, bucket: str, lease_id: str) -> None:
         with _reachable():
-            await self._redis.zrem(self._key("slots", bucket), lease_id)
+            key = self._key("slots", bucket)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(key, lease_id)
+                pipe.srem(self._held, f"{key}\n{lease_id}")
+                await pipe.execute()
 
     async def _gcra(self, bucket: str, limit: int, window_s: float, count: bool) -> float | None:
         with _reachable():
@@ -195,6 +246,38 @@ class RedisBackend:
         with _reachable():
             left = await self._settling(keys=[self._key("born", "data")], args=[self._settle_s])
             return float(left)
+
+    async def announce(self, presence: dict[str, Any], ttl_s: float) -> None:
+        with _reachable():
+            processes = self._key("processes", "all")
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._key("process", self.process_id), json.dumps(presence), px=_ms(ttl_s))
+                pipe.sadd(processes, self.process_id)
+                pipe.pexpire(processes, _ms(_PROCESSES_TTL_S))
+                await pipe.execute()
+
+    async def presences(self) -> dict[str, dict[str, Any]]:
+        with _reachable():
+            ids = sorted(str(i) for i in await self._redis.smembers(self._key("processes", "all")))
+            if not ids:
+                return {}
+            encoded = await self._redis.mget([self._key("process", i) for i in ids])
+            return {i: json.loads(e) for i, e in zip(ids, encoded, strict=True) if e is not None}
+
+    async def free_lapsed(self) -> list[str]:
+        with _reachable():
+            freed = await self._free_lapsed(
+                keys=[self._key("processes", "all")], args=[f"{self._namespace}:"]
+            )
+            return sorted(freed)
+
+    async def withdraw(self) -> None:
+        with _reachable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key("process", self.process_id))
+                pipe.sadd(self._key("processes", "all"), self.process_id)  # lapsed, so freed
+                await pipe.execute()
+        await self.free_lapsed()
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -20,6 +20,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
 #: Before Alembic, ``PRAGMA user_version`` counted the migrations an SQLite file had run;
 #: revision ``000N`` is the schema of version N, so such a file is stamped with it and
@@ -32,6 +33,11 @@ _MIGRATION_LOCK: Final = 0x766F786C696E65  # "voxline"
 
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer voxline than this one."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or used now (PostgreSQL down or restarting, an
+    SQLite file locked past the busy timeout): worth retrying later, unlike a bad query."""
 
 
 class DatabaseClosedError(RuntimeError):
@@ -135,6 +141,14 @@ class Database:
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
+        try:
+            with self._checked_out() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise DatabaseUnavailable(str(exc.orig or exc).splitlines()[0]) from exc
+
+    @contextmanager
+    def _checked_out(self) -> Iterator[Connection]:
         if self._closed:
             raise DatabaseClosedError("the database is closed")
         if not self.sqlite:

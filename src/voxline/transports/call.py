@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -161,7 +162,9 @@ async def run_call(
         transport=transport,
         started_at=time.time(),
     )
-    opened = asyncio.ensure_future(asyncio.to_thread(services.calls.open, record))
+    opened = asyncio.ensure_future(
+        services.call_writes.run(functools.partial(services.calls.open, record))
+    )
     metrics.active_sessions.inc()
     live = services.live_calls
     watchdog: asyncio.Task[None] | None = None
@@ -282,7 +285,7 @@ async def _finish(services: CallServices, conn: Line, session: Session) -> None:
     metrics.sessions.labels(str(code)).inc()
     metrics.audio_in.inc(audio_in)
     metrics.audio_out.inc(audio_out)
-    await asyncio.to_thread(
+    finish = functools.partial(
         services.calls.finish,
         session.info.call_id,
         ended_at=time.time(),
@@ -293,3 +296,4 @@ async def _finish(services: CallServices, conn: Line, session: Session) -> None:
         turns=session.turns,
         barge_ins=stats.barge_ins,
     )
+    await services.call_writes.run(finish)

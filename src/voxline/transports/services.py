@@ -14,6 +14,7 @@ from voxline.limits.policy import LimitPolicy
 from voxline.session.agent import Agent
 from voxline.session.outbound import SessionObserver
 from voxline.store.calls import CallRecords
+from voxline.store.write_behind import WriteBehind
 from voxline.telephony.esl import EventSocket
 from voxline.transports.live import LiveCalls
 
@@ -55,6 +56,9 @@ class CallServices(Protocol):
 
     @property
     def calls(self) -> CallRecords: ...
+
+    @property
+    def call_writes(self) -> WriteBehind: ...
 
     @property
     def agent(self) -> Agent: ...
