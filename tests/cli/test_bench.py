@@ -15,6 +15,8 @@ from tests.support.server import RunningServer
 from voxline.bench.load import Clip, Interjection, noise_burst, run_caller
 from voxline.bench.speech import synthesize
 from voxline.cli.bench import bench
+from voxline.store.calls import CallRecords
+from voxline.store.database import Database
 
 RATE = 24000
 
@@ -83,3 +85,22 @@ def test_the_command_benches_several_server_processes(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["server_workers"] == 2 and report["errors"] == []
     assert report["replies"] == report["questions"] >= 4
+
+
+@pytest.mark.e2e
+def test_the_command_benches_two_nodes_on_one_postgresql(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    app = typer.Typer()
+    app.command()(bench)
+    out = tmp_path / "report.json"
+    args = ["--nodes", "2", "--database-url", postgres_database]
+    args += ["--sessions", "4", "--duration", "4", "--ramp", "0"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["nodes"] == 2 and report["errors"] == []
+    assert report["replies"] == report["questions"] >= 4
+    with Database(postgres_database) as db:
+        served = [record.node for record in CallRecords(db).recent()]
+    assert sorted(served) == ["node-1", "node-1", "node-2", "node-2"]  # callers in turn

@@ -74,15 +74,38 @@ def sample_process(pid: int) -> ProcessSample:
     return ProcessSample(cpu, rss)
 
 
+def sample_processes(pids: list[int]) -> ProcessSample:
+    """:func:`sample_process` of several servers (the nodes of a run), added up."""
+    samples = [sample_process(pid) for pid in pids]
+    return ProcessSample(sum(s.cpu_seconds for s in samples), sum(s.rss_bytes for s in samples))
+
+
+@dataclass
+class OwnServers:
+    """The servers a run started: their URLs (callers are spread over them in turn), the
+    key they all accept, and their process ids."""
+
+    urls: list[str]
+    key: str
+    pids: list[int]
+
+
 @contextmanager
-def _own_server(
-    agent: str, sessions: int, knowledge: Path | None, workers: int
-) -> Iterator[tuple[str, str, int]]:
-    """A fresh ``voxline serve`` on loopback with limits sized for the run; with several
-    workers, a private ``redis-server`` for them to share."""
+def _own_servers(
+    agent: str,
+    sessions: int,
+    knowledge: Path | None,
+    workers: int,
+    nodes: int,
+    database_url: str | None,
+) -> Iterator[OwnServers]:
+    """Fresh ``voxline serve`` nodes on loopback with limits sized for the run, each with a
+    data directory of its own; several nodes or workers share a private ``redis-server``,
+    and several nodes one database (``database_url``, else an SQLite file of the run)."""
     with contextlib.ExitStack() as stack:
-        data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="voxline-bench-"))
-        db = Database(Path(data_dir) / "voxline.db")
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="voxline-bench-")))
+        database = database_url or f"sqlite:///{data_dir / 'voxline.db'}"
+        db = Database(database)
         _, key = KeyStore(db).create(
             env="live", scopes=["omni:session"], label="bench", concurrency=sessions + 10
         )
@@ -91,24 +114,38 @@ def _own_server(
         env = {
             "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_KEY": connects,
             "VOXLINE_LIMITS_CONNECTS_PER_MINUTE_PER_ADDRESS": connects,
+            "VOXLINE_DATABASE_URL": database,
         }
         args = ["--log-level", "warning"]
         if knowledge is not None:
             args += ["--knowledge", str(knowledge)]
         if workers > 1:
-            redis_url = stack.enter_context(redis_server(Path(data_dir)))
-            args += ["--workers", str(workers), "--redis-url", redis_url]
-        with serve_process(Path(data_dir), agent=agent, args=args, env=env) as server:
-            yield server.url, key, server.process.pid
+            args += ["--workers", str(workers)]
+        if workers > 1 or nodes > 1:
+            args += ["--redis-url", stack.enter_context(redis_server(data_dir))]
+        started = [
+            stack.enter_context(
+                serve_process(
+                    data_dir / f"node-{index + 1}",
+                    agent=agent,
+                    args=[*args, "--node", f"node-{index + 1}"],
+                    env=env,
+                )
+            )
+            for index in range(nodes)
+        ]
+        yield OwnServers(
+            [server.url for server in started], key, [server.process.pid for server in started]
+        )
 
 
 async def _run(
-    url: str,
+    urls: list[str],
     key: str,
     sessions: int,
     ramp: float,
     duration: float,
-    pid: int | None,
+    pids: list[int],
     configure: dict[str, Any],
     *,
     idle: bool,
@@ -118,7 +155,7 @@ async def _run(
         [] if idle else [on_line(Clip.of(synthesize(text, RATE), text)) for text in QUESTIONS]
     )
     noise = on_line(noise_burst(RATE))
-    before = sample_process(pid) if pid else None
+    before = sample_processes(pids) if pids else None
     idle_rss = before.rss_bytes if before else None
     client_before = os.times()
     started = time.monotonic()
@@ -126,7 +163,7 @@ async def _run(
     callers = asyncio.gather(
         *(
             run_caller(
-                url,
+                urls[index % len(urls)],
                 key,
                 questions[index % n :] + questions[: index % n] if (n := len(questions)) else [],
                 rate=RATE,
@@ -143,11 +180,11 @@ async def _run(
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as progress:
-        peak_rss = await _watch(callers, results, pid, progress, ramp + duration)
+        peak_rss = await _watch(callers, results, pids, progress, ramp + duration)
     await callers
     wall = time.monotonic() - started
     client_after = os.times()
-    after = sample_process(pid) if pid else None
+    after = sample_processes(pids) if pids else None
     measures = {
         "hello_ms": [r.hello for r in results if r.hello is not None],
         "ttfb_ms": [t for r in results for t in r.ttfb],
@@ -209,15 +246,15 @@ async def _run(
 async def _watch(
     callers: asyncio.Future[list[CallerResult]],
     results: list[CallerResult],
-    pid: int | None,
+    pids: list[int],
     progress: Progress,
     seconds: float,
 ) -> int:
     """Show how the run goes, once a second, until the callers are done; returns the
-    server's peak resident memory meanwhile (0 without ``pid``)."""
+    servers' peak resident memory meanwhile (0 without ``pids``)."""
     task = progress.add_task("connecting", total=seconds)
     start = last_at = time.monotonic()
-    last = sample_process(pid) if pid else None
+    last = sample_processes(pids) if pids else None
     peak = last.rss_bytes if last else 0
     while not callers.done():
         await asyncio.wait({callers}, timeout=1.0)
@@ -227,8 +264,8 @@ async def _watch(
             f"{sum(r.questions for r in results)} questions, "
             f"{sum(r.replies for r in results)} replies"
         )
-        if pid and last:
-            sample = sample_process(pid)
+        if pids and last:
+            sample = sample_processes(pids)
             cpu = (sample.cpu_seconds - last.cpu_seconds) / max(now - last_at, 1e-3)
             line += f"; server {cpu:.2f} cores, {sample.rss_bytes / 2**20:.0f} MiB"
             peak = max(peak, sample.rss_bytes)
@@ -246,7 +283,10 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def bench(
-    url: Annotated[str | None, typer.Option(help="server to load; default: start one")] = None,
+    url: Annotated[
+        list[str] | None,
+        typer.Option(help="server to load (repeat for several nodes); default: start one"),
+    ] = None,
     key: Annotated[str | None, typer.Option(envvar="VOXLINE_API_KEY", help="key for --url")] = None,
     sessions: Annotated[int, typer.Option(min=1, help="concurrent callers")] = 10,
     ramp: Annotated[float, typer.Option(min=0, help="seconds over which callers join")] = 5.0,
@@ -254,9 +294,23 @@ def bench(
     agent: Annotated[str, typer.Option(help="agent of the server started here")] = "echo",
     workers: Annotated[
         int,
-        typer.Option(min=1, help="processes of the server started here (with a private Redis)"),
+        typer.Option(min=1, help="processes of each server started here (with a private Redis)"),
     ] = 1,
-    server_pid: Annotated[int | None, typer.Option(help="pid of --url's server, for CPU")] = None,
+    nodes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="servers started here, sharing a private Redis and one database; "
+            "callers are spread over them in turn",
+        ),
+    ] = 1,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="database of the servers started here; default: an SQLite file"),
+    ] = None,
+    server_pid: Annotated[
+        list[int] | None, typer.Option(help="pid of each --url's server, for CPU")
+    ] = None,
     knowledge: Annotated[
         Path | None, typer.Option(help="knowledge file for the default agent started here")
     ] = None,
@@ -268,37 +322,44 @@ def bench(
     ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
-    """Load a server with concurrent real-time callers and report latency and cost.
+    """Load a server, or several nodes, with concurrent real-time callers and report
+    latency and cost.
 
     The callers run on uvloop, as the server does: the load generator shares the machine's
     cores with the server, so its own cost matters."""
     console = Console(stderr=True)
     settings = configure_fields(configure)
-    if url is None:
-        with _own_server(agent, sessions, knowledge, workers) as (own_url, own_key, pid):
+    if not url:
+        with _own_servers(agent, sessions, knowledge, workers, nodes, database_url) as own:
             processes = f" --workers {workers}" if workers > 1 else ""
+            spread = f" × {nodes} nodes" if nodes > 1 else ""
             console.print(
-                f"started voxline serve --agent {agent}{processes} (pid {pid}) at {own_url}"
+                f"started voxline serve --agent {agent}{processes}{spread} "
+                f"(pid {', '.join(map(str, own.pids))}) at {', '.join(own.urls)}"
             )
             report = uvloop.run(
                 _run(
-                    own_url,
-                    own_key,
+                    own.urls,
+                    own.key,
                     sessions,
                     ramp,
                     duration,
-                    pid,
+                    own.pids,
                     settings,
                     idle=idle,
                     console=console,
                 )
             )
         report["server_workers"] = workers
+        report["nodes"] = nodes
     else:
         if key is None:
             raise typer.BadParameter("--key is needed with --url")
-        if workers > 1:
-            raise typer.BadParameter("--workers is for the server the bench starts, not --url")
+        if workers > 1 or nodes > 1 or database_url is not None:
+            raise typer.BadParameter(
+                "--workers, --nodes and --database-url are for the servers the bench starts, "
+                "not --url"
+            )
         report = uvloop.run(
             _run(
                 url,
@@ -306,12 +367,13 @@ def bench(
                 sessions,
                 ramp,
                 duration,
-                server_pid,
+                server_pid or [],
                 settings,
                 idle=idle,
                 console=console,
             )
         )
+        report["nodes"] = len(url)
     table = Table(title=f"{sessions} sessions, {duration:.0f} s each")
     table.add_column("measure")
     table.add_column("P50", justify="right")
