@@ -18,8 +18,13 @@ from typer.exceptions import TyperException
 
 from voxline.config import ConfigFileError
 from voxline.server.startup import StartupError
+from voxline.store.database import DatabaseUnavailable
 
 DEBUG_FLAG: Final = "--debug"
+_DATABASE_FIX: Final = (
+    "--data-dir (VOXLINE_DATA_DIR) must be a directory voxline can write to, or "
+    "--database-url (VOXLINE_DATABASE_URL) a PostgreSQL it can reach"
+)
 _SETTINGS_FIX: Final = (
     "each setting comes from its flag, a VOXLINE_* variable or the --config file; "
     "`voxline serve --help` lists them"
@@ -44,12 +49,10 @@ def explain(exc: Exception) -> Iterator[tuple[str, str | None]]:
                 yield f"setting {where + ': ' if where else ''}{error['msg']}", fix
         case SettingsError():
             yield f"settings: {exc}", _SETTINGS_FIX
+        case DatabaseUnavailable():
+            yield f"the database: {exc}", _DATABASE_FIX
         case DBAPIError():
-            yield (
-                f"the database: {exc.orig}",
-                "--data-dir (VOXLINE_DATA_DIR) must be a directory voxline can write to, or "
-                "--database-url (VOXLINE_DATABASE_URL) a PostgreSQL it can reach",
-            )
+            yield f"the database: {exc.orig}", _DATABASE_FIX
         case OSError() if exc.strerror:
             where = f"{exc.filename}: " if exc.filename else ""
             yield f"{where}{exc.strerror}", None
