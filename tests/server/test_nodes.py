@@ -179,9 +179,7 @@ async def test_the_calls_of_a_node_that_dies_are_lost_and_their_seats_freed(
             assert CallRecords(db).get(call_id) == record
 
 
-async def test_every_node_sees_every_node(
-    nodes: list[RunningServer], database_url: str
-) -> None:
+async def test_every_node_sees_every_node(nodes: list[RunningServer], database_url: str) -> None:
     _, secret = new_key(database_url, nodes)
     _, operator = new_key(database_url, nodes, "server:read")
     caller, _ = await admitted(nodes[0], secret)

@@ -11,14 +11,18 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, select, text
-from sqlalchemy.exc import OperationalError
 
 from tests.support.postgres_server import fresh_database, postgres_server
 from voxline.auth.keys import KeyStore
 from voxline.store import schema
 from voxline.store.agents import AgentStore
 from voxline.store.calls import CallRecord, CallRecords
-from voxline.store.database import Database, DatabaseClosedError, SchemaTooNewError
+from voxline.store.database import (
+    Database,
+    DatabaseClosedError,
+    DatabaseUnavailable,
+    SchemaTooNewError,
+)
 
 #: The SQLite schema as voxline's migrations built it before Alembic, version by version
 #: (``PRAGMA user_version``): the files to upgrade in place.
@@ -202,7 +206,7 @@ def test_a_restarted_postgresql_is_reconnected_to() -> None:
         calls = CallRecords(db)
         calls.open(started("call_1"))
         server.stop()
-        with pytest.raises(OperationalError):
+        with pytest.raises(DatabaseUnavailable, match="Connection refused"):
             calls.get("call_1")
         server.start()
         # The pool's connections died with the server: each is checked before use.
