@@ -271,6 +271,13 @@ class Settings(BaseSettings):
         description="a session in which neither side has sent or said anything this long is "
         "closed (session_end idle_timeout); unset: never",
     )
+    drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="on SIGTERM or SIGINT: how long live calls may go on to their own end "
+        "(no new session is admitted, /readyz answers 503) before the rest are ended with "
+        "session_end server_shutdown; 0: at once",
+    )
     shutdown_grace_seconds: float = Field(
         5.0,
         ge=0,

@@ -75,3 +75,36 @@ def test_sigterm_ends_every_call_with_server_shutdown(tmp_path: Path) -> None:
     for record in records(tmp_path, callers):
         assert record is not None and record.ended_at is not None
         assert (record.close_code, record.close_reason) == (1001, "server_shutdown")
+
+
+def test_sigterm_lets_calls_end_by_themselves_for_drain_seconds(tmp_path: Path) -> None:
+    async def stop_while_calling(server: RunningServer) -> tuple[list[Caller], float]:
+        staying, leaving = await open_calls(server, 2)
+        streams = [asyncio.create_task(c.silence(20)) for c in (staying, leaving)]
+        stopping = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1)
+        assert "session_end" not in staying.got.names()  # the call goes on
+        key = server.create_key()
+        refused = await Caller.open(server.ws, subprotocols=["pyai.v1", f"pyai-key.{key}"])
+        await refused.send_control({"type": "configure"})
+        assert (await refused.wait_for("error"))["code"] == "server_shutting_down"
+        await leaving.close()  # ends by itself during the drain
+        got = await staying.closed(timeout=10)
+        assert got.first("session_end")["reason"] == "server_shutdown"
+        ended_after = got.when("session_end") - stopping
+        for stream in streams:
+            stream.cancel()
+        return [staying, leaving], ended_after
+
+    env = {**OPEN_LIMITS, "VOXLINE_DRAIN_SECONDS": "3"}
+    with run_server(tmp_path, env=env) as server:
+        callers, ended_after = asyncio.run(stop_while_calling(server))
+        server.process.wait(timeout=15)
+    assert 2.8 < ended_after < 5
+    staying, leaving = records(tmp_path, callers)
+    assert staying is not None and (staying.close_code, staying.close_reason) == (
+        1001,
+        "server_shutdown",
+    )
+    assert leaving is not None and leaving.close_reason == "client_closed"

@@ -225,13 +225,18 @@ class Services:
                 continue
 
     async def drain(self) -> None:
-        """Shut down gracefully: admit no new session, end every live one with
-        ``session_end`` ``server_shutdown`` and close 1001, and wait up to the grace period
-        for their records. Readiness fails from now on."""
+        """Shut down gracefully: admit no new session, let the live ones go on for up to
+        ``drain_seconds`` to end by themselves, end the rest with ``session_end``
+        ``server_shutdown`` and close 1001, and wait up to the grace period for their
+        records. Readiness fails from now on."""
         self._stop_admitting()
-        grace = self.settings.shutdown_grace_seconds
+        wait = self.settings.drain_seconds
+        if wait and len(self.live_calls):
+            log.info("waiting up to %g s for %d session(s) to end", wait, len(self.live_calls))
+            await self.live_calls.ended(wait)
         if len(self.live_calls):
             log.info("ending %d session(s) for shutdown", len(self.live_calls))
+        grace = self.settings.shutdown_grace_seconds
         await self.live_calls.drain(SHUTDOWN_REASON, code=SHUTDOWN_CODE, grace_s=grace)
 
     async def aclose(self) -> None:

@@ -43,6 +43,14 @@ class LiveCalls:
         if not self._sessions:
             self._empty.set()
 
+    async def ended(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for every session to end by itself; whether they did."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
     async def drain(self, reason: str, *, code: int, grace_s: float) -> int:
         """End every session with ``reason`` and ``code``, and wait up to ``grace_s`` for
         their records to be finished; the number still unfinished then."""
@@ -52,9 +60,7 @@ class LiveCalls:
             task = asyncio.create_task(session.end(reason, code=code))
             self._endings.add(task)
             task.add_done_callback(self._endings.discard)
-        try:
-            await asyncio.wait_for(self._empty.wait(), grace_s)
-        except TimeoutError:
+        if not await self.ended(grace_s):
             log.warning("%d session(s) still open after the %g s grace", len(self), grace_s)
         return len(self)
 
