@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.api import mint
 from tests.support.caller import Caller
 from tests.support.keys import revoke_key
 from tests.support.redis_server import RestartableRedis
@@ -102,6 +103,10 @@ async def test_the_session_length_limit_holds_while_redis_is_down(
         caller, call_id = await admitted(server, key)
         started = time.monotonic()
         restartable_redis.stop()
+        minted = await mint(server, key)
+        assert minted.status_code == 503, minted.text
+        assert minted.json()["error"]["code"] == "service_unavailable"
+        assert int(minted.headers["Retry-After"]) > 0
         end = await caller.wait_for("session_end", timeout=MAX_SESSION_SECONDS + 5)
         assert end["reason"] == "max_duration"
         assert caller.got.when("session_end") - started < MAX_SESSION_SECONDS + WATCH_SLACK_S

@@ -37,6 +37,7 @@ from voxline.server.speech_api import speech_routes
 from voxline.server.transcription_api import transcription_routes
 from voxline.server.voices_api import voice_routes
 from voxline.server.web import web_routes
+from voxline.state.backend import StateUnavailable
 from voxline.store.calls import CallRecord
 from voxline.store.database import DatabaseUnavailable
 from voxline.transports.freeswitch import audio_stream
@@ -118,12 +119,14 @@ async def metrics(request: Request) -> Response:
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    """A REST request whose database work failed for want of the database: 503, to retry."""
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """A REST request whose work failed for want of the database or the shared state (a
+    token minted as Redis drops): 503, to retry."""
+    what = "its database" if isinstance(exc, DatabaseUnavailable) else "its shared state"
     return _error(
         Rejection(
             "service_unavailable",
-            "the server cannot reach its database right now; try again shortly",
+            f"the server cannot reach {what} right now; try again shortly",
             UNAVAILABLE_RETRY_AFTER_S,
         )
     )
@@ -186,6 +189,6 @@ def create_app(
                 else [Middleware(ConnectionCap, limit=max_connections)]
             ),
         ],
-        exception_handlers={DatabaseUnavailable: _database_unavailable},
+        exception_handlers={DatabaseUnavailable: _unavailable, StateUnavailable: _unavailable},
         lifespan=lifespan,
     )
