@@ -40,7 +40,7 @@ ENGINE_VARIABLES = {
     "VOXLINE_STT_MODEL_8K": ("stt.model_8k", "tiny.en", "tiny.en"),
     "VOXLINE_STT_WORKERS": ("stt.workers", "3", 3),
     "VOXLINE_STT_THREADS": ("stt.threads", "2", 2),
-    "VOXLINE_STT_BEAM": ("stt.beam", "5", 5),
+    "VOXLINE_STT_BEAM": ("stt.beam", "1", 1),
     "VOXLINE_STT_URL": ("stt.url", "https://stt.example/v1", "https://stt.example/v1"),
     "VOXLINE_STT_KEY": ("stt.key", "stt-secret", "stt-secret"),
     "VOXLINE_TTS_VOICE": ("tts.voice", "voices/amy.onnx", Path("voices/amy.onnx")),
@@ -82,7 +82,7 @@ def test_engine_settings_come_from_toml_tables(tmp_path: Path) -> None:
         [stt]
         model = "base.en"
         model_8k = "tiny.en"
-        beam = 5
+        beam = 2
         url = "https://stt.example/v1"
 
         [tts]
@@ -99,7 +99,7 @@ def test_engine_settings_come_from_toml_tables(tmp_path: Path) -> None:
     assert (settings.stt.model, settings.stt.model_8k, settings.stt.beam) == (
         "base.en",
         "tiny.en",
-        5,
+        2,
     )
     assert settings.stt.url == "https://stt.example/v1"
     assert settings.stt.threads == 1  # the rest keep their defaults
@@ -115,7 +115,7 @@ def test_engine_settings_come_from_toml_tables(tmp_path: Path) -> None:
 # line, its variable, and values for the file, the variable and the argument (the flag).
 PRECEDENCE_CASES = [
     ("port", "port = {}", "VOXLINE_PORT", 8000, 9001, 9002, 9003),
-    ("stt.beam", "[stt]\nbeam = {}", "VOXLINE_STT_BEAM", 1, 5, 3, 7),
+    ("stt.beam", "[stt]\nbeam = {}", "VOXLINE_STT_BEAM", 5, 1, 3, 7),
     ("llm.model", '[llm]\nmodel = "{}"', "VOXLINE_LLM_MODEL", "gpt-4o-mini", "a", "b", "c"),
     (
         "limits.default_concurrency",

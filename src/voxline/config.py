@@ -50,11 +50,11 @@ class SttSettings(BaseSettings):
     )
     threads: int = Field(1, ge=1, le=64, description="cores per decode")
     beam: int = Field(
-        1,
+        5,
         ge=1,
         le=10,
-        description="beam width of a decode that ends a turn (partial transcripts are "
-        "greedy); 1 is greedy, 5 hears more words right for about 30 ms more per turn",
+        description="beam width of a decode that ends a turn when no other turn's decode "
+        "waits beside it (then, and for partial transcripts, greedy); 1 is always greedy",
     )
     url: str | None = Field(None, description="OpenAI-compatible transcription server")
     key: str | None = Field(None, description="API key of the transcription server")

@@ -232,6 +232,28 @@ async def test_turn_decodes_go_before_queued_partials(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.e2e
+async def test_turn_decodes_asked_for_together_are_greedy_but_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    transcriber = WhisperTranscriber(workers=1, beam_size=BEAM)
+    decodes = Decodes()
+    monkeypatch.setattr(transcriber, "_decode", decodes.wrap(transcriber._decode))
+    clips = [speech(question) for question in QUESTIONS[:3]]
+    try:
+        results = await asyncio.gather(*(transcriber.transcribe(clip) for clip in clips))
+        # Alone again, a turn's decode searches its beam.
+        alone = await transcriber.transcribe(clips[0])
+    finally:
+        await transcriber.aclose()
+    # Under load, callers are answered as soon as greedy decoding answers them; the last
+    # of the three waited beside no other.
+    assert decodes.beams == [PARTIAL_BEAM, PARTIAL_BEAM, BEAM, BEAM]
+    for question, result in zip(QUESTIONS[:3], [*results, alone], strict=False):
+        assert wer(question, result.text) <= 0.1, result.text
+    assert transcriber._finals == 0
+
+
+@pytest.mark.e2e
 async def test_batch_decodes_wait_for_every_decode_of_a_call_and_are_not_stopped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -12,8 +12,9 @@ with the same words. Windows cut to the audio itself (plus 1.5-3 s) are faster s
 make tiny.en repeat its sentence, since it only ever saw long windows; 10 s never did in our
 measurements. Longer audio takes faster-whisper's own 30 s path.
 
-A decode that ends a turn searches a beam of 5 (``beam_size``); partial transcripts, which
-only caption speech still going on, are decoded greedily. On the evaluation set
+A decode that ends a turn searches a beam of 5 (``beam_size``), unless another turn's
+decode is asked for at the same time (under load), when it is greedy; partial transcripts,
+which only caption speech still going on, are decoded greedily. On the evaluation set
 (``voxline eval stt``, figures in docs/performance.md) the beam misheard fewer words on
 every family of voices (espeak-ng 28 % against 32 % at 16 kHz, 47 % against 53 % at 8 kHz
 µ-law) for 0.01-0.03 s more a decode (longest 0.26 s). It punctuates a lead-in before a
@@ -36,6 +37,7 @@ import re
 import threading
 import time
 import wave
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +58,12 @@ from voxline.engines.models import verify_sha256
 from voxline.engines.priority_pool import PriorityPool
 
 SAMPLE_RATE: Final = 16_000
-DEFAULT_BEAM: Final = 1
-"""Greedy: beam 5 hears more words right but costs 30-60 ms of TTFB P95 on two cores
-(docs/performance.md, "Four families of callers")."""
+DEFAULT_BEAM: Final = 5
+"""Beam 5 hears more words right than greedy decoding on every family of callers
+(docs/performance.md, "Four families of callers"), at no cost to a lone conversation's
+TTFB: its decode ends within the silence that ends the turn. Under load it would halve the
+conversations a core answers in time, so a decode that another turn's decode waits beside
+is greedy (:meth:`WhisperTranscriber.transcribe`)."""
 PARTIAL_BEAM: Final = 1
 """Partial transcripts are greedy: captions, soon replaced, need not cost a beam search."""
 PACKAGED_MODEL: Final = "tiny.en"
@@ -245,6 +250,10 @@ class WhisperTranscriber:
         self._pool = PriorityPool(workers, name="voxline-stt")
         # The partial decodes asked for, by their cancel flags.
         self._partials: dict[threading.Event, Future[Transcript]] = {}
+        # Decodes that end a turn, queued or running: counted in on the event loop, out by
+        # the worker that ran them.
+        self._finals = 0
+        self._finals_lock = threading.Lock()
         self._closed = False
 
     async def transcribe(
@@ -270,13 +279,19 @@ class WhisperTranscriber:
         if skipped is not None:
             return skipped
         cancelled = threading.Event()
+        final = not (partial or batch)
         # A copy: a discarded decode may still read it after the caller reuses its buffer.
-        beam = PARTIAL_BEAM if partial and not batch else self._beam_size
-        decode = functools.partial(self._decode, audio.copy(), prompt, cancelled, beam=beam)
+        decode = functools.partial(self._decode, audio.copy(), prompt, cancelled)
+        if final:
+            decode = functools.partial(self._decode_final, decode)
+        else:
+            decode = functools.partial(decode, beam=self._beam_size if batch else PARTIAL_BEAM)
         future = self._pool.submit(2 if batch else int(partial), decode)
         if partial and not batch:
             self._partials[cancelled] = future
-        elif not batch:
+        elif final:
+            with self._finals_lock:
+                self._finals += 1
             for stop, other in list(self._partials.items()):
                 if other.running():  # queued ones just wait: they go after this one
                     stop.set()
@@ -285,6 +300,19 @@ class WhisperTranscriber:
         finally:
             cancelled.set()
             self._partials.pop(cancelled, None)
+            if final and future.cancelled():  # it never ran, so never counted itself out
+                with self._finals_lock:
+                    self._finals -= 1
+
+    def _decode_final(self, decode: Callable[..., Transcript]) -> Transcript:
+        """A decode that ends a turn, in a worker: with the configured beam if no other
+        turn's decode is running or queued, else greedy, so that callers waiting under
+        load are answered as soon as greedy decoding answers them."""
+        try:
+            return decode(beam=self._beam_size if self._finals <= 1 else PARTIAL_BEAM)
+        finally:
+            with self._finals_lock:
+                self._finals -= 1
 
     def transcribe_blocking(self, audio: Float32Array, *, prompt: str | None = None) -> Transcript:
         """:meth:`transcribe` in the calling thread, for offline use."""
