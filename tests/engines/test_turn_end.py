@@ -81,6 +81,9 @@ LEAD_INS = [
     "Okay, so.",
     "Listen.",
     "Uh?",
+    "Sorry, I mean.",
+    "Well, let me.",
+    "Okay, you see.",
 ]
 # Whole turns of one or two words: answers, thanks, goodbyes, questions with a question word.
 SHORT_TURNS = [

@@ -32,6 +32,11 @@ TRAILING_WORDS: Final = CONNECTIVES | frozenset(
 """Words a caller who pauses after them usually goes on from. A finished question may end
 on one ("what is it for?"): it then waits the full endpointing time, no worse than without
 this check."""
+TRAILING_PHRASES: Final = frozenset(
+    {"i mean", "you see", "let me", "let's see", "i'd like", "i wonder"}
+)
+"""Lead-ins of two words that a transcript ending on them goes on from ("Sorry, I mean."):
+Whisper closes them as sentences before a pause as it closes a one-word lead-in."""
 _FILLERS: Final = frozenset({"um", "uh", "er", "erm", "hmm", "so", "well", "and", "but"})
 SHORT_FRAGMENT_WORDS: Final = 2
 """A transcript of at most this many words is a fragment: see the module docstring."""
@@ -58,7 +63,7 @@ def sounds_complete(text: str) -> bool:
     if not core.endswith(_TERMINAL) or core.endswith(("..", "…")):
         return False
     words = _WORD.findall(core.lower())
-    if not words or words[-1] in TRAILING_WORDS:
+    if not words or words[-1] in TRAILING_WORDS or " ".join(words[-2:]) in TRAILING_PHRASES:
         return False
     if len(words) <= SHORT_FRAGMENT_WORDS:
         return _answers(words) or (core.endswith("?") and words[0] in QUESTION_WORDS)
