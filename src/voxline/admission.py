@@ -158,7 +158,9 @@ class Admission:
         key = await self._by_secret(secret)
         if key is None:
             return await self._failed(address, "invalid API key")
-        refused = await self._enter(key, scope, address, None if scope is None else _lacks(scope))
+        if scope is not None and not key.has_scope(scope):
+            return _lacks(scope)
+        refused = await self._limits.check_connect(address, key.id)
         return key if refused is None else refused
 
     @_fails_closed
@@ -175,7 +177,9 @@ class Admission:
         key = await self._by_secret(web_key)
         if key is None:
             return unusable
-        refused = await self._enter(key, SCOPE_SESSION, address, unusable)
+        if not key.has_scope(SCOPE_SESSION):
+            return unusable
+        refused = await self._limits.check_connect(address, key.id)
         return key if refused is None else refused
 
     @_fails_closed
@@ -229,15 +233,6 @@ class Admission:
         key = await asyncio.to_thread(self._keys.get, key_id)
         return None if key is None or key.revoked else key
 
-    async def _enter(
-        self, key: ApiKey, scope: str | None, address: str, lacking: Rejection | None
-    ) -> Rejection | None:
-        """The scope (if one), then one connect counted against the address's and the key's
-        rates."""
-        if scope is not None and lacking is not None and not key.has_scope(scope):
-            return lacking
-        return await self._limits.check_connect(address, key.id)
-
     async def _session(
         self,
         key: ApiKey,
@@ -248,7 +243,9 @@ class Admission:
     ) -> Caller | Rejection:
         if not self._admitting_sessions:
             return Rejection("server_shutting_down", "the server is shutting down")
-        refused = await self._enter(key, SCOPE_SESSION, address, lacking)
+        if not key.has_scope(SCOPE_SESSION):
+            return lacking
+        refused = await self._limits.check_connect(address, key.id)
         if refused is not None:
             return refused
         agent = None if agent_id is None else await self.agent(key, agent_id)
