@@ -1,10 +1,12 @@
-"""Phone calls that name their agent, end to end: simulated Twilio and FreeSWITCH, speaking
-their real wire formats, call a real ``voxline serve`` whose default agent thinks with an
-OpenAI-compatible model (the fake one).
+"""Phone calls that name their agent, and an agent that presses keys on the line, end to end:
+simulated Twilio and FreeSWITCH, speaking their real wire formats, call a real ``voxline
+serve`` whose default agent thinks with an OpenAI-compatible model (the fake one).
 
 A call naming a stored agent of the phone key's owner is that agent's: its greeting is what
 the caller hears, its persona what the model is told. A call naming an agent the owner does
-not have is refused with close 4400 ``invalid_agent_id``."""
+not have is refused with close 4400 ``invalid_agent_id``. An agent's ``send_dtmf`` is carried
+out once the caller has heard the line it came with: as tones in the call's audio on Twilio,
+as ``uuid_send_dtmf`` over the Event Socket on FreeSWITCH."""
 
 from __future__ import annotations
 
@@ -18,14 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.support import twilio_sim
 from tests.support.api import scrape, value
-from tests.support.fake_llm import FakeLLM, Reply
+from tests.support.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.freeswitch_sim import AudioStreamChannel, FakeEventSocket, ThreadedEventSocket
 from tests.support.keys import create_key
-from tests.support.phone import Pcm
+from tests.support.phone import Heard, Pcm, dtmf_keys
 from tests.support.server import OPEN_LIMITS, RunningServer, run_server
 from tests.support.twilio_sim import FakeTwilioApi, TwilioStream
 from voxline.bench.speech import synthesize
@@ -47,6 +50,7 @@ GARDEN = {
     "greeting": "You have reached the garden center.",
 }
 QUESTION = "What time do you open tomorrow?"
+PRESSING = "I'll press one for you."
 UNKNOWN_AGENT = "agent_" + "0" * 24
 
 
@@ -300,3 +304,79 @@ async def test_a_freeswitch_stream_naming_an_agent_the_phone_key_may_not_use_is_
     assert f"freeswitch call {channel} refused" in phones.server.log()
     assert await _refusals(phones.server) == refusals + 1
     assert await _records(phones, "freeswitch", since) == []
+
+
+# ---- send_dtmf -----------------------------------------------------------------------------
+
+
+def _presses_keys(phones: Phones) -> None:
+    phones.llm.script(Reply(text=PRESSING, tool_calls=[ToolCall("send_dtmf", {"digits": "1#"})]))
+
+
+async def test_an_agent_presses_keys_on_a_twilio_call_once_its_line_is_heard(
+    phones: Phones,
+) -> None:
+    _presses_keys(phones)
+    since = time.time()
+    call_sid = twilio_sim.new_call_sid()
+    call = await _answer(phones, call_sid)
+    await call.stream(synthesize(QUESTION, call.rate))
+    asked = time.monotonic()
+    await call.silence_until(
+        lambda: (
+            len(dtmf_keys(call.heard.pcm(after=asked), call.rate)) >= 2
+            and call.quiet_for(0.3, since=asked)()
+        )
+    )
+    heard = [(t, pcm) for t, pcm in call.heard.audio if t >= asked]
+    keys = dtmf_keys(np.concatenate([pcm for _, pcm in heard]), call.rate)
+    assert [key for key, _ in keys] == ["1", "#"]
+
+    # What was heard before the piece holding the first key is the line, and no key.
+    ends = np.cumsum([len(pcm) for _, pcm in heard])
+    inside_first_key = keys[0][1] + call.rate // 40  # a block on: within its 100 ms tone
+    tones_at = int(np.searchsorted(ends, inside_first_key, side="right"))
+    line = Heard(heard[:tones_at])
+    assert line.samples() > 0.5 * call.rate
+    assert dtmf_keys(line.pcm(), call.rate) == []
+    assert "press" in await _transcribe(phones, line.pcm(), call.rate)
+
+    # The tones were sent only once the line had played (its last mark echoed).
+    tones = heard[tones_at][1]
+    sent = next(t for t, pcm in call.arrived.audio if pcm is tones)
+    assert sent >= line.played_until(call.rate)
+
+    [request] = phones.llm.requests
+    assert "send_dtmf" in request.function_names
+    assert phones.twilio.updates(call_sid) == []  # keys pressed, the call goes on
+    await call.stop()
+    record = await _finished_record(phones, "twilio", since)
+    assert record["close_reason"] == "caller_hung_up"
+
+
+async def test_an_agent_presses_keys_on_a_freeswitch_call_once_its_line_is_heard(
+    phones: Phones,
+) -> None:
+    _presses_keys(phones)
+    since = time.time()
+    esl = phones.esl
+    channel = str(uuid.uuid4())
+    call = await AudioStreamChannel.open(_stream_url(phones.server), channel, {})
+    await call.stream(synthesize(QUESTION, call.rate))
+    asked = time.monotonic()
+    command = f"uuid_send_dtmf {channel} 1#"
+    await call.silence_until(lambda: command in esl.api_commands)
+    sent = esl.api_times[esl.api_commands.index(command)]
+    line = call.heard.pcm(after=asked)
+    assert len(line) > 0.5 * call.rate
+    assert sent >= _played(call, after=asked)  # once the line had played
+    assert "press" in await _transcribe(phones, line, call.rate)
+    # Out of band only: no tones in the call's audio, then or since.
+    assert dtmf_keys(call.heard.pcm(after=asked), call.rate) == []
+
+    assert not any(c.startswith(f"uuid_kill {channel}") for c in esl.api_commands)
+    await phones.esl_thread.arun(lambda: esl.hangup(channel))
+    await call.silence_until(lambda: call.ended, timeout=5)
+    record = await _finished_record(phones, "freeswitch", since)
+    assert record["close_reason"] == "caller_hung_up"
+    assert esl.api_commands.count(command) == 1
