@@ -189,11 +189,26 @@ class AudioStreamChannel(RealTimeCaller):
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str, channel: str, metadata: dict[str, Any]) -> AudioStreamChannel:
+    async def open(
+        cls,
+        url: str,
+        channel: str,
+        metadata: dict[str, Any] | None,
+        *,
+        channel_in_url: bool = False,
+    ) -> AudioStreamChannel:
+        """The stream of ``channel``, named in its metadata, or with ``channel_in_url`` in the
+        URL's query (``&uuid=``), as the example dialplan names it; then the metadata is sent
+        as it is, if there is any (None: ``uuid_audio_stream`` was given none)."""
+        if channel_in_url:
+            url += f"&uuid={channel}"
+        else:
+            metadata = {"uuid": channel, **(metadata or {})}
         ws = await connect(url)
         stream = cls(ws, channel)
-        with contextlib.suppress(ConnectionClosed):  # a refused stream may be closed already
-            await ws.send(json.dumps({"uuid": channel, **metadata}))
+        if metadata is not None:
+            with contextlib.suppress(ConnectionClosed):  # a refused stream may be closed already
+                await ws.send(json.dumps(metadata))
         return stream
 
     async def send_frame(self, pcm: Pcm) -> None:

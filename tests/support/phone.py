@@ -1,5 +1,5 @@
 """What the phone simulators share: a caller streaming 20 ms frames in real time, as a phone
-network does, and a record of the agent audio it got back."""
+network does, a record of the agent audio it got back, and the keys it heard pressed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,41 @@ import numpy.typing as npt
 
 FRAME_MS = 20
 Pcm = npt.NDArray[np.int16]
+
+# The keypad's tones (ITU-T Q.23), written out here rather than taken from the code under test.
+_DTMF_ROWS = (697, 770, 852, 941)
+_DTMF_COLUMNS = (1209, 1336, 1477, 1633)
+_DTMF_KEYS = ("123A", "456B", "789C", "*0#D")
+_DTMF_SHARE = 0.3  # of a block's energy, in each of its strongest row and column tones
+_DTMF_FLOOR = 100.0  # RMS a block must have to hold a key (silence holds none)
+
+
+def dtmf_keys(pcm: Pcm, rate: int) -> list[tuple[str, int]]:
+    """The keys pressed in ``pcm``, each with the sample its tones start at (to a 25 ms block).
+
+    Each block's power at the four row and four column frequencies (a Goertzel filter's
+    output, computed directly); a block holds a key when its strongest row tone and its
+    strongest column tone each carry a good part of its energy, as a key's pair of tones does
+    (half each) and speech, noise or a lone tone does not. A key counts once until a block
+    without it."""
+    block = rate // 40
+    frequencies = np.array(_DTMF_ROWS + _DTMF_COLUMNS)
+    basis = np.exp(-2j * np.pi * np.outer(frequencies, np.arange(block)) / rate)
+    keys: list[tuple[str, int]] = []
+    previous: str | None = None
+    for start in range(0, len(pcm) - block + 1, block):
+        x = pcm[start : start + block].astype(np.float64)
+        energy = float(x @ x)
+        key = None
+        if energy > block * _DTMF_FLOOR**2:
+            power = 2 * np.abs(basis @ x) ** 2 / block  # a tone's part of the energy
+            row, column = int(np.argmax(power[:4])), int(np.argmax(power[4:]))
+            if min(power[row], power[4 + column]) > _DTMF_SHARE * energy:
+                key = _DTMF_KEYS[row][column]
+        if key is not None and key != previous:
+            keys.append((key, start))
+        previous = key
+    return keys
 
 
 @dataclass

@@ -31,7 +31,7 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.phone import Pcm, RealTimeCaller
+from tests.support.phone import Heard, Pcm, RealTimeCaller
 from voxline.audio.g711 import ulaw_decode, ulaw_encode
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -173,6 +173,7 @@ class TwilioStream(RealTimeCaller):
         self.marks_sent: list[str] = []  # echoed back to the server
         self.clears: list[float] = []
         self.media_messages = 0
+        self.arrived = Heard()  # agent audio as it arrived, before it was played (``heard``)
         self.close_code: int | None = None
         self._pending = _Pending()
         self._reader = asyncio.create_task(self._read())
@@ -269,6 +270,7 @@ class TwilioStream(RealTimeCaller):
                     case "media":
                         self.media_messages += 1
                         pcm = ulaw_decode(base64.b64decode(data["media"]["payload"]))
+                        self.arrived.audio.append((time.monotonic(), pcm))
                         self._pending.items.append(("audio", pcm))
                     case "mark":
                         self._pending.items.append(("mark", data["mark"]["name"]))

@@ -2,8 +2,9 @@
 (``/freeswitch/audio``), and the Event Socket carries its control.
 
 The module streams the caller as binary L16 frames at 16 kHz mono and plays binary frames
-sent back; it sends the text metadata of ``uuid_audio_stream … start`` first, which names
-the channel (``{"uuid": "…"}``) unless the URL's query does (``?uuid=…``). The URL carries
+sent back; it sends the text metadata of ``uuid_audio_stream … start`` first, if it was given
+any, which names the channel (``{"uuid": "…"}``) unless the URL's query does (``?uuid=…``),
+and may name the agent or label the call either way. The URL carries
 the configured stream token (``?token=…``). Over the Event Socket, voxline hears the
 channel's DTMF and hangup, and acts on it: ``uuid_break`` on barge-in, ``uuid_transfer`` to
 the configured target, ``uuid_send_dtmf``, and ``uuid_kill`` to hang up.
@@ -92,8 +93,9 @@ def _metadata(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def _channel_metadata(websocket: WebSocket) -> dict[str, Any] | None:
-    """The first text message as metadata (audio before it is dropped); None if gone."""
+async def _channel_metadata(websocket: WebSocket, *, required: bool) -> dict[str, Any] | None:
+    """The first text message as metadata; None if gone. Audio before it is dropped; unless
+    ``required`` (it names the channel), a stream whose first message is audio has none."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -101,6 +103,8 @@ async def _channel_metadata(websocket: WebSocket) -> dict[str, Any] | None:
         text = message.get("text")
         if text is not None:
             return _metadata(text)
+        if not required:
+            return {}
 
 
 async def audio_stream(websocket: WebSocket) -> None:
@@ -113,18 +117,16 @@ async def audio_stream(websocket: WebSocket) -> None:
         services.metrics.rejections.labels("unauthorized").inc()
         await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
         return
-    metadata: dict[str, Any] = {}
-    channel = websocket.query_params.get("uuid")
-    if channel is None:
-        try:
-            async with asyncio.timeout(METADATA_TIMEOUT):
-                received = await _channel_metadata(websocket)
-        except TimeoutError:
-            received = {}
-        if received is None:
-            return
-        metadata = received
-        channel = metadata.get("uuid")
+    # The metadata may name the agent or label the call even when the URL names the channel.
+    named = websocket.query_params.get("uuid")
+    try:
+        async with asyncio.timeout(METADATA_TIMEOUT):
+            metadata = await _channel_metadata(websocket, required=named is None)
+    except TimeoutError:
+        metadata = {}
+    if metadata is None:
+        return
+    channel = named if named is not None else metadata.get("uuid")
     if not isinstance(channel, str) or not channel or any(c.isspace() for c in channel):
         await websocket.close(CloseCode.BAD_REQUEST, "no channel uuid")
         return

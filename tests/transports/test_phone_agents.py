@@ -1,0 +1,382 @@
+"""Phone calls that name their agent, and an agent that presses keys on the line, end to end:
+simulated Twilio and FreeSWITCH, speaking their real wire formats, call a real ``voxline
+serve`` whose default agent thinks with an OpenAI-compatible model (the fake one).
+
+A call naming a stored agent of the phone key's owner is that agent's: its greeting is what
+the caller hears, its persona what the model is told. A call naming an agent the owner does
+not have is refused with close 4400 ``invalid_agent_id``. An agent's ``send_dtmf`` is carried
+out once the caller has heard the line it came with: as tones in the call's audio on Twilio,
+as ``uuid_send_dtmf`` over the Event Socket on FreeSWITCH."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.support import twilio_sim
+from tests.support.api import scrape, value
+from tests.support.fake_llm import FakeLLM, Reply, ToolCall
+from tests.support.freeswitch_sim import AudioStreamChannel, FakeEventSocket, ThreadedEventSocket
+from tests.support.keys import create_key
+from tests.support.phone import Heard, Pcm, dtmf_keys
+from tests.support.server import OPEN_LIMITS, RunningServer, run_server
+from tests.support.twilio_sim import FakeTwilioApi, TwilioStream
+from voxline.bench.speech import synthesize
+
+pytestmark = pytest.mark.e2e
+
+PUBLIC_HOST = "voxline.example.test"
+VOICE_URL = f"https://{PUBLIC_HOST}/twilio/voice"
+STREAM_TOKEN = "fs-stream-secret"
+OWNER = "acme"  # the phone key's owner, whose agents calls may name
+BAKERY = {
+    "name": "Bakery",
+    "persona": "You are Bea, who answers the phone at the Corner Bakery.",
+    "greeting": "Thanks for calling the bakery.",
+}
+GARDEN = {
+    "name": "Garden",
+    "persona": "You are Gus, who answers the phone at the Garden Center.",
+    "greeting": "You have reached the garden center.",
+}
+QUESTION = "What time do you open tomorrow?"
+PRESSING = "I'll press one for you."
+UNKNOWN_AGENT = "agent_" + "0" * 24
+
+
+@dataclass
+class Phones:
+    server: RunningServer
+    twilio: FakeTwilioApi
+    esl: FakeEventSocket
+    esl_thread: ThreadedEventSocket
+    llm: FakeLLM
+    key_id: str  # the phone key's
+    bakery: str  # agents of the phone key's owner
+    garden: str
+    strangers: str  # an agent of another owner
+    reader: str  # a key that reads every call record
+    listener: str  # a key that transcribes
+
+
+def _create_agent(server: RunningServer, owner: str, profile: dict[str, str]) -> str:
+    """An agent made over the REST API by a key of ``owner`` (not the phone key)."""
+    key = server.create_key(scopes=("agents:write",), owner=owner)
+    response = httpx.post(
+        f"{server.http}/v1/agents",
+        json=profile,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    agent_id: str = response.json()["agent_id"]
+    return agent_id
+
+
+@pytest.fixture(scope="module")
+def phone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phones]:
+    data_dir = tmp_path_factory.mktemp("phone-agents")
+    key, _ = create_key(data_dir, env="live", label="phones", owner=OWNER)
+    esl_thread = ThreadedEventSocket()
+    with FakeLLM() as llm, FakeTwilioApi() as api, esl_thread.running() as esl:
+        env = {
+            **OPEN_LIMITS,
+            "VOXLINE_PHONE_KEY_ID": key.id,
+            "VOXLINE_TWILIO_ACCOUNT_SID": twilio_sim.ACCOUNT_SID,
+            "VOXLINE_TWILIO_AUTH_TOKEN": twilio_sim.AUTH_TOKEN,
+            "VOXLINE_TWILIO_PUBLIC_HOST": PUBLIC_HOST,
+            "VOXLINE_TWILIO_API_BASE_URL": api.url,
+            "VOXLINE_FREESWITCH_STREAM_TOKEN": STREAM_TOKEN,
+            "VOXLINE_FREESWITCH_ESL_PORT": str(esl.port),
+        }
+        args = ("--llm-url", llm.url, "--llm-model", "test-model")
+        with run_server(data_dir, env=env, agent="default", args=args) as server:
+            yield Phones(
+                server,
+                api,
+                esl,
+                esl_thread,
+                llm,
+                key.id,
+                bakery=_create_agent(server, OWNER, BAKERY),
+                garden=_create_agent(server, OWNER, GARDEN),
+                strangers=_create_agent(server, "globex", BAKERY),
+                reader=server.create_key(scopes=("calls:read_all",)),
+                listener=server.create_key(scopes=("hear:transcribe",)),
+            )
+
+
+@pytest.fixture
+def phones(phone_server: Phones) -> Phones:
+    phone_server.llm.reset()
+    return phone_server
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+async def _answer(phones: Phones, call_sid: str, agent_id: str | None = None) -> TwilioStream:
+    """A Twilio call to the number whose webhook URL names ``agent_id`` (if given)."""
+    url = VOICE_URL if agent_id is None else f"{VOICE_URL}?agent_id={agent_id}"
+    params = twilio_sim.call_params(call_sid)
+    response = twilio_sim.post_webhook(
+        phones.server.http, url, params, twilio_sim.sign(url, params)
+    )
+    assert response.status_code == 200, response.text
+    twiml = twilio_sim.parse_stream_twiml(response.text)
+    assert twiml.parameters.get("agent_id") == agent_id
+    return await TwilioStream.open(phones.server.http, twiml, phones.twilio, call_sid)
+
+
+def _stream_url(server: RunningServer, query: str = "") -> str:
+    return f"ws://127.0.0.1:{server.port}/freeswitch/audio?token={STREAM_TOKEN}{query}"
+
+
+def _played(call: AudioStreamChannel, after: float) -> float:
+    """When FreeSWITCH has played the agent audio the channel got ``after`` then, less one
+    20 ms frame: nothing reports it, so the server goes by its own clock of what it paced."""
+    return call.heard.played_until(call.rate, after) - 0.02
+
+
+async def _transcribe(phones: Phones, pcm: Pcm, rate: int) -> str:
+    """What the server's own recogniser hears in ``pcm``, lower case."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        file.writeframes(pcm.astype("<i2").tobytes())
+    async with httpx.AsyncClient(base_url=phones.server.http, timeout=30) as client:
+        response = await client.post(
+            "/v1/audio/transcriptions",
+            headers={"Authorization": f"Bearer {phones.listener}"},
+            files={"file": ("heard.wav", buffer.getvalue(), "audio/wav")},
+        )
+    assert response.status_code == 200, response.text
+    text: str = response.json()["text"]
+    return text.lower()
+
+
+async def _records(phones: Phones, transport: str, since: float) -> list[dict[str, Any]]:
+    """The records of ``transport``'s calls that started after ``since`` (epoch seconds)."""
+    headers = {"Authorization": f"Bearer {phones.reader}"}
+    async with httpx.AsyncClient(base_url=phones.server.http, timeout=10) as client:
+        response = await client.get("/v1/calls", headers=headers)
+    return [
+        record
+        for record in response.json()["data"]
+        if record["transport"] == transport and record["started_at"] >= since
+    ]
+
+
+async def _finished_record(phones: Phones, transport: str, since: float) -> dict[str, Any]:
+    """The one record of ``transport`` started after ``since``, once it is finished."""
+    deadline = time.monotonic() + 5
+    while True:
+        records = await _records(phones, transport, since)
+        if len(records) == 1 and records[0]["ended_at"] is not None:
+            return records[0]
+        assert len(records) <= 1 and time.monotonic() < deadline, records
+        await asyncio.sleep(0.05)
+
+
+async def _refusals(server: RunningServer) -> float:
+    return value(await scrape(server), "voxline_rejections_total", code="invalid_agent_id")
+
+
+def _asked_of(phones: Phones) -> str:
+    """The system prompt of the model's one request."""
+    [request] = phones.llm.requests
+    content: str = request.messages[0]["content"]
+    assert request.messages[0]["role"] == "system"
+    return content
+
+
+# ---- calls that name their agent ---------------------------------------------------------
+
+
+async def test_a_twilio_number_naming_an_agent_is_answered_by_it(phones: Phones) -> None:
+    phones.llm.script(Reply(text="We open at eight."))
+    since = time.time()
+    call_sid = twilio_sim.new_call_sid()
+    call = await _answer(phones, call_sid, phones.bakery)
+    await call.silence_until(call.quiet_for(0.6), timeout=10)  # the greeting plays
+    greeting = await _transcribe(phones, call.heard.pcm(), call.rate)
+    assert "bakery" in greeting and "garden" not in greeting, greeting
+
+    await call.stream(synthesize(QUESTION, call.rate))
+    await call.silence_until(lambda: bool(phones.llm.requests))
+    prompt = _asked_of(phones)
+    assert BAKERY["persona"] in prompt and GARDEN["persona"] not in prompt
+
+    await call.stop()
+    record = await _finished_record(phones, "twilio", since)
+    assert record["key_id"] == phones.key_id
+    assert record["close_reason"] == "caller_hung_up"
+
+
+@pytest.mark.parametrize(
+    ("named_in", "channel_in_url"),
+    [
+        pytest.param("url", True, id="the URL naming the channel too"),
+        pytest.param("url", False, id="the URL, the channel in the metadata"),
+        pytest.param("metadata", False, id="the metadata naming the channel too"),
+        pytest.param("metadata", True, id="the metadata, the channel in the URL"),
+    ],
+)
+async def test_a_freeswitch_stream_naming_an_agent_is_answered_by_it(
+    phones: Phones, named_in: str, channel_in_url: bool
+) -> None:
+    phones.llm.script(Reply(text="We open at eight."))
+    since = time.time()
+    channel = str(uuid.uuid4())
+    query = f"&agent_id={phones.garden}" if named_in == "url" else ""
+    label = "garden-line"
+    metadata = (
+        {"agent_id": phones.garden, "session_label": label} if named_in == "metadata" else None
+    )
+    call = await AudioStreamChannel.open(
+        _stream_url(phones.server, query), channel, metadata, channel_in_url=channel_in_url
+    )
+    await call.silence_until(call.quiet_for(0.6), timeout=10)
+    greeting = await _transcribe(phones, call.heard.pcm(), call.rate)
+    assert "garden" in greeting and "bakery" not in greeting, greeting
+
+    await call.stream(synthesize(QUESTION, call.rate))
+    await call.silence_until(lambda: bool(phones.llm.requests))
+    prompt = _asked_of(phones)
+    assert GARDEN["persona"] in prompt and BAKERY["persona"] not in prompt
+
+    await phones.esl_thread.arun(lambda: phones.esl.hangup(channel))
+    await call.silence_until(lambda: call.ended, timeout=5)
+    record = await _finished_record(phones, "freeswitch", since)
+    assert record["key_id"] == phones.key_id
+    assert record["close_reason"] == "caller_hung_up"
+    assert record["session_label"] == (label if metadata else None)
+
+
+def _refused_agent(phones: Phones, whose: str) -> str:
+    return phones.strangers if whose == "another owner's" else UNKNOWN_AGENT
+
+
+@pytest.mark.parametrize("whose", ["unknown", "another owner's"])
+async def test_a_twilio_call_naming_an_agent_the_phone_key_may_not_use_is_refused(
+    phones: Phones, whose: str
+) -> None:
+    refusals = await _refusals(phones.server)
+    since = time.time()
+    call_sid = twilio_sim.new_call_sid()
+    call = await _answer(phones, call_sid, _refused_agent(phones, whose))
+    await call.closed()
+    assert (call.close_code, call.ws.close_reason) == (4400, "invalid_agent_id")
+    assert call.heard.samples() == 0  # no one, not another agent, answered
+    assert phones.twilio.updates(call_sid) == []  # the stream's end ends the call
+    assert f"twilio call {call_sid} refused" in phones.server.log()
+    assert await _refusals(phones.server) == refusals + 1
+    assert await _records(phones, "twilio", since) == []  # no session, no record
+
+
+@pytest.mark.parametrize("whose", ["unknown", "another owner's"])
+async def test_a_freeswitch_stream_naming_an_agent_the_phone_key_may_not_use_is_refused(
+    phones: Phones, whose: str
+) -> None:
+    refusals = await _refusals(phones.server)
+    since = time.time()
+    channel = str(uuid.uuid4())
+    metadata = {"agent_id": _refused_agent(phones, whose)}
+    call = await AudioStreamChannel.open(_stream_url(phones.server), channel, metadata)
+    await call.closed()
+    assert (call.close_code, call.ws.close_reason) == (4400, "invalid_agent_id")
+    # The parked channel is hung up rather than left in silence.
+    kill = f"uuid_kill {channel} CALL_REJECTED"
+    await call.silence_until(lambda: kill in phones.esl.api_commands, timeout=5)
+    assert call.heard.samples() == 0
+    assert f"freeswitch call {channel} refused" in phones.server.log()
+    assert await _refusals(phones.server) == refusals + 1
+    assert await _records(phones, "freeswitch", since) == []
+
+
+# ---- send_dtmf -----------------------------------------------------------------------------
+
+
+def _presses_keys(phones: Phones) -> None:
+    phones.llm.script(Reply(text=PRESSING, tool_calls=[ToolCall("send_dtmf", {"digits": "1#"})]))
+
+
+async def test_an_agent_presses_keys_on_a_twilio_call_once_its_line_is_heard(
+    phones: Phones,
+) -> None:
+    _presses_keys(phones)
+    since = time.time()
+    call_sid = twilio_sim.new_call_sid()
+    call = await _answer(phones, call_sid)
+    await call.stream(synthesize(QUESTION, call.rate))
+    asked = time.monotonic()
+    await call.silence_until(
+        lambda: (
+            len(dtmf_keys(call.heard.pcm(after=asked), call.rate)) >= 2
+            and call.quiet_for(0.3, since=asked)()
+        )
+    )
+    heard = [(t, pcm) for t, pcm in call.heard.audio if t >= asked]
+    keys = dtmf_keys(np.concatenate([pcm for _, pcm in heard]), call.rate)
+    assert [key for key, _ in keys] == ["1", "#"]
+
+    # What was heard before the piece holding the first key is the line, and no key.
+    ends = np.cumsum([len(pcm) for _, pcm in heard])
+    inside_first_key = keys[0][1] + call.rate // 40  # a block on: within its 100 ms tone
+    tones_at = int(np.searchsorted(ends, inside_first_key, side="right"))
+    line = Heard(heard[:tones_at])
+    assert line.samples() > 0.5 * call.rate
+    assert dtmf_keys(line.pcm(), call.rate) == []
+    assert "press" in await _transcribe(phones, line.pcm(), call.rate)
+
+    # The tones were sent only once the line had played (its last mark echoed).
+    tones = heard[tones_at][1]
+    sent = next(t for t, pcm in call.arrived.audio if pcm is tones)
+    assert sent >= line.played_until(call.rate)
+
+    [request] = phones.llm.requests
+    assert "send_dtmf" in request.function_names
+    assert phones.twilio.updates(call_sid) == []  # keys pressed, the call goes on
+    await call.stop()
+    record = await _finished_record(phones, "twilio", since)
+    assert record["close_reason"] == "caller_hung_up"
+
+
+async def test_an_agent_presses_keys_on_a_freeswitch_call_once_its_line_is_heard(
+    phones: Phones,
+) -> None:
+    _presses_keys(phones)
+    since = time.time()
+    esl = phones.esl
+    channel = str(uuid.uuid4())
+    call = await AudioStreamChannel.open(_stream_url(phones.server), channel, {})
+    await call.stream(synthesize(QUESTION, call.rate))
+    asked = time.monotonic()
+    command = f"uuid_send_dtmf {channel} 1#"
+    await call.silence_until(lambda: command in esl.api_commands)
+    sent = esl.api_times[esl.api_commands.index(command)]
+    line = call.heard.pcm(after=asked)
+    assert len(line) > 0.5 * call.rate
+    assert sent >= _played(call, after=asked)  # once the line had played
+    assert "press" in await _transcribe(phones, line, call.rate)
+    # Out of band only: no tones in the call's audio, then or since.
+    assert dtmf_keys(call.heard.pcm(after=asked), call.rate) == []
+
+    assert not any(c.startswith(f"uuid_kill {channel}") for c in esl.api_commands)
+    await phones.esl_thread.arun(lambda: esl.hangup(channel))
+    await call.silence_until(lambda: call.ended, timeout=5)
+    record = await _finished_record(phones, "freeswitch", since)
+    assert record["close_reason"] == "caller_hung_up"
+    assert esl.api_commands.count(command) == 1
