@@ -21,6 +21,7 @@ RECORD_FIELDS = {
     "call_id",
     "key_id",
     "session_label",
+    "agent_id",
     "transport",
     "started_at",
     "ended_at",
@@ -149,6 +150,7 @@ async def test_the_calls_just_made_are_listed_and_fetched(echo_server: RunningSe
     assert record["call_id"] == second
     assert record["key_id"] == stored_key(echo_server.data_dir, caller_key).id
     assert record["session_label"] == "records-second"
+    assert record["agent_id"] is None  # the call named no stored agent
     assert record["transport"] == "omni"
     assert started <= record["started_at"] <= record["ended_at"] <= time.time()
     assert (record["close_code"], record["close_reason"]) == (1000, "session_ending")

@@ -112,6 +112,43 @@ def test_a_record_says_which_node_served_it(db: Database) -> None:
     assert record is not None and record.node == "node-a"
 
 
+def test_a_record_says_which_agent_served_it(calls: CallRecords) -> None:
+    calls.open(dataclasses.replace(started("call_1"), agent_id="agent_front"))
+    calls.open(started("call_2"))
+    record = calls.get("call_1")
+    assert record is not None and record.agent_id == "agent_front"
+    assert calls.recent(1, key_id="key_0123abcd")[0].agent_id is None  # call_2, newest
+    assert [r.agent_id for r in calls.recent()] == [None, "agent_front"]
+
+
+@pytest.mark.parametrize(
+    ("at_start", "at_end", "recorded"),
+    [
+        pytest.param("agent_a", None, "agent_a", id="kept when the call went on with it"),
+        pytest.param("agent_a", "agent_b", "agent_b", id="the agent a configure named"),
+        pytest.param(None, "agent_b", "agent_b", id="named only once the call started"),
+        pytest.param(None, None, None, id="none"),
+    ],
+)
+def test_finish_records_the_agent_the_call_ended_with(
+    calls: CallRecords, at_start: str | None, at_end: str | None, recorded: str | None
+) -> None:
+    calls.open(dataclasses.replace(started("call_1"), agent_id=at_start))
+    assert calls.finish(
+        "call_1",
+        ended_at=1001.0,
+        close_code=1000,
+        close_reason=None,
+        audio_in_seconds=0.0,
+        audio_out_seconds=0.0,
+        turns=0,
+        barge_ins=0,
+        agent_id=at_end,
+    )
+    record = calls.get("call_1")
+    assert record is not None and (record.agent_id, record.ended_at) == (recorded, 1001.0)
+
+
 def test_the_open_calls_of_a_node_are_counted(db: Database) -> None:
     mine, theirs = CallRecords(db, node="node-a"), CallRecords(db, node="node-b")
     for n in range(3):

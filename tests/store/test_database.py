@@ -1,16 +1,21 @@
-"""The database on both engines: its schema from the migrations, SQLite files of the
-migrations before Alembic upgraded in place, transactions, and a database too new."""
+"""The database on both engines: its schema from the migrations, databases of an earlier
+revision and SQLite files of the migrations before Alembic upgraded in place, transactions,
+and a database too new."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, insert, select, text
 
 from tests.support.postgres_server import fresh_database, postgres_server
 from voxline.auth.keys import KeyStore
@@ -22,6 +27,7 @@ from voxline.store.database import (
     DatabaseClosedError,
     DatabaseUnavailable,
     SchemaTooNewError,
+    database_url,
 )
 
 #: The SQLite schema as voxline's migrations built it before Alembic, version by version
@@ -153,7 +159,7 @@ def test_an_sqlite_file_of_the_migrations_before_alembic_upgrades_in_place(
         key = KeyStore(db).get("key_old")
         assert key is not None and key.owner == "default"  # owners came with version 3
         old = CallRecords(db).get("call_old")
-        assert old is not None and (old.ended_at, old.node) == (2.0, None)
+        assert old is not None and (old.ended_at, old.node, old.agent_id) == (2.0, None, None)
         assert AgentStore(db).list("default") == []
         CallRecords(db, node="here").open(started("call_new"))
         with db.read() as read:
@@ -163,6 +169,81 @@ def test_an_sqlite_file_of_the_migrations_before_alembic_upgrades_in_place(
         assert new is not None and new.node == "here"
         with db.read() as read:
             assert MigrationContext.configure(read).get_current_revision() == revision
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.e2e)])
+def unmigrated(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a database goes that voxline has not opened yet: an SQLite file, or a fresh
+    database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return tmp_path / "voxline.db"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+def _migrations(conn: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "voxline.store:migrations")
+    config.attributes["connection"] = conn
+    return config
+
+
+def _migrate_to(target: str | Path, revision: str) -> None:
+    """``target``'s schema as voxline's migrations left it at ``revision``."""
+    engine = create_engine(database_url(target))
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_migrations(conn), revision)
+    finally:
+        engine.dispose()
+
+
+def test_calls_recorded_before_agents_were_have_none(unmigrated: str | Path) -> None:
+    """A database at the revision before call records named their agent upgrades in place:
+    the calls in it keep what they had and name no agent; new ones name theirs."""
+    _migrate_to(unmigrated, "0004")
+    engine = create_engine(database_url(unmigrated))
+    try:
+        with engine.begin() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0004"
+            conn.execute(
+                text(
+                    "INSERT INTO calls (call_id, key_id, session_label, transport, started_at, "
+                    "ended_at, close_code, close_reason, audio_in_seconds, audio_out_seconds, "
+                    "turns, barge_ins, server_id, node) VALUES ('call_old', 'key_old', "
+                    "'desk', 'twilio', 1, 2, 1000, 'caller_hung_up', 3.5, 4.5, 2, 1, "
+                    "'server_gone', 'node-a')"
+                )
+            )
+    finally:
+        engine.dispose()
+    head = ScriptDirectory.from_config(_migrations()).get_current_head()
+    with Database(unmigrated) as db:
+        with db.read() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+        calls = CallRecords(db, node="node-b")
+        assert calls.get("call_old") == CallRecord(
+            call_id="call_old",
+            key_id="key_old",
+            session_label="desk",
+            agent_id=None,
+            transport="twilio",
+            started_at=1.0,
+            ended_at=2.0,
+            close_code=1000,
+            close_reason="caller_hung_up",
+            audio_in_seconds=3.5,
+            audio_out_seconds=4.5,
+            turns=2,
+            barge_ins=1,
+            node="node-a",
+        )
+        calls.open(dataclasses.replace(started("call_new"), started_at=3.0, agent_id="agent_desk"))
+        assert [(r.call_id, r.agent_id) for r in calls.recent()] == [
+            ("call_new", "agent_desk"),
+            ("call_old", None),
+        ]
 
 
 def test_a_newer_sqlite_file_of_before_alembic_is_refused(tmp_path: Path) -> None:

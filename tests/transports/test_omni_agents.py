@@ -1,16 +1,19 @@
 """Sessions that name a stored agent, over the Omni socket of a real server: they start from
-its profile, ``configure`` overrides it key by key, and an agent the key may not use (unknown,
-or another owner's) is ``invalid_agent_id`` with close 4400."""
+its profile, ``configure`` overrides it key by key, an agent the key may not use (unknown,
+or another owner's) is ``invalid_agent_id`` with close 4400, and the call record names the
+agent that served the call."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.api import ORIGIN, mint_token
+from tests.support.api import ORIGIN, get, mint_token
 from tests.support.caller import Caller
 from tests.support.server import RunningServer
 
@@ -130,3 +133,75 @@ async def test_a_label_that_names_no_agent_stays_a_label(echo_server: RunningSer
     assert ack["ignored"] == ["agent_id"]
     assert caller.got.first("session_started")["agent_id"] == "front-desk"
     await caller.close()
+
+
+# ---- the call record names the agent -------------------------------------------------------
+
+
+async def _record(server: RunningServer, key: str, call_id: str, *, ended: bool) -> dict[str, Any]:
+    """``GET /v1/calls/{call_id}`` once the server has written the record (``ended``: once it
+    has completed it)."""
+    deadline = time.monotonic() + 5
+    while True:
+        response = await get(server, f"/v1/calls/{call_id}", key)
+        if response.status_code == 200 and (not ended or response.json()["ended_at"]):
+            record: dict[str, Any] = response.json()
+            return record
+        assert response.status_code in (200, 404), response.text
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(0.05)
+
+
+async def test_the_record_of_a_call_naming_an_agent_names_it_from_the_start(
+    echo_server: RunningServer,
+) -> None:
+    owner = _owner()
+    agent_id = _agent(echo_server, owner)
+    key = echo_server.create_key(scopes=("omni:session", "calls:read"), owner=owner)
+    caller = await _open(echo_server, key, f"?agent_id={agent_id}")
+    await caller.send_control({"type": "configure"})
+    call_id = (await caller.wait_for("hello"))["call_id"]
+    live = await _record(echo_server, key, call_id, ended=False)
+    assert live["agent_id"] == agent_id
+    await caller.close()
+    record = await _record(echo_server, key, call_id, ended=True)
+    assert (record["agent_id"], record["session_label"]) == (agent_id, agent_id)
+    listing = await get(echo_server, "/v1/calls?limit=1000", key)
+    [listed] = [r for r in listing.json()["data"] if r["call_id"] == call_id]
+    assert listed == record
+
+
+async def test_the_record_names_the_agent_a_configure_named(echo_server: RunningServer) -> None:
+    owner = _owner()
+    first, then = _agent(echo_server, owner), _agent(echo_server, owner, greeting="Hallo.")
+    key = echo_server.create_key(scopes=("omni:session", "calls:read"), owner=owner)
+
+    caller = await _open(echo_server, key)
+    await caller.send_control({"type": "configure", "agent_id": first})
+    await caller.wait_for("configured")
+    call_id = caller.got.first("hello")["call_id"]
+    await caller.close()
+    assert (await _record(echo_server, key, call_id, ended=True))["agent_id"] == first
+
+    # The last one named, when a call changes agent.
+    caller = await _open(echo_server, key, f"?agent_id={first}")
+    await caller.send_control({"type": "configure", "agent_id": then})
+    await caller.wait_for("configured")
+    call_id = caller.got.first("hello")["call_id"]
+    await caller.close()
+    assert (await _record(echo_server, key, call_id, ended=True))["agent_id"] == then
+
+
+async def test_the_record_of_a_call_naming_no_agent_names_none(
+    echo_server: RunningServer,
+) -> None:
+    key = echo_server.create_key(scopes=("omni:session", "calls:read"))
+    # A label that names no stored agent labels the call, and is no agent.
+    for query in ("", "?agent_id=front-desk"):
+        caller = await _open(echo_server, key, query)
+        await caller.send_control({"type": "configure"})
+        call_id = (await caller.wait_for("hello"))["call_id"]
+        await caller.close()
+        record = await _record(echo_server, key, call_id, ended=True)
+        assert record["agent_id"] is None, query
+        assert record["session_label"] == (query.partition("=")[2] or None)

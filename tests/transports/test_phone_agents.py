@@ -3,7 +3,7 @@ simulated Twilio and FreeSWITCH, speaking their real wire formats, call a real `
 serve`` whose default agent thinks with an OpenAI-compatible model (the fake one).
 
 A call naming a stored agent of the phone key's owner is that agent's: its greeting is what
-the caller hears, its persona what the model is told. A call naming an agent the owner does
+the caller hears, its persona what the model is told, and its call record names it. A call naming an agent the owner does
 not have is refused with close 4400 ``invalid_agent_id``. An agent's ``send_dtmf`` is carried
 out once the caller has heard the line it came with: as tones in the call's audio on Twilio,
 as ``uuid_send_dtmf`` over the Event Socket on FreeSWITCH."""
@@ -222,6 +222,7 @@ async def test_a_twilio_number_naming_an_agent_is_answered_by_it(phones: Phones)
     await call.stop()
     record = await _finished_record(phones, "twilio", since)
     assert record["key_id"] == phones.key_id
+    assert record["agent_id"] == phones.bakery
     assert record["close_reason"] == "caller_hung_up"
 
 
@@ -261,6 +262,7 @@ async def test_a_freeswitch_stream_naming_an_agent_is_answered_by_it(
     await call.silence_until(lambda: call.ended, timeout=5)
     record = await _finished_record(phones, "freeswitch", since)
     assert record["key_id"] == phones.key_id
+    assert record["agent_id"] == phones.garden
     assert record["close_reason"] == "caller_hung_up"
     assert record["session_label"] == (label if metadata else None)
 
@@ -351,7 +353,7 @@ async def test_an_agent_presses_keys_on_a_twilio_call_once_its_line_is_heard(
     assert phones.twilio.updates(call_sid) == []  # keys pressed, the call goes on
     await call.stop()
     record = await _finished_record(phones, "twilio", since)
-    assert record["close_reason"] == "caller_hung_up"
+    assert (record["close_reason"], record["agent_id"]) == ("caller_hung_up", None)
 
 
 async def test_an_agent_presses_keys_on_a_freeswitch_call_once_its_line_is_heard(
@@ -378,5 +380,5 @@ async def test_an_agent_presses_keys_on_a_freeswitch_call_once_its_line_is_heard
     await phones.esl_thread.arun(lambda: esl.hangup(channel))
     await call.silence_until(lambda: call.ended, timeout=5)
     record = await _finished_record(phones, "freeswitch", since)
-    assert record["close_reason"] == "caller_hung_up"
+    assert (record["close_reason"], record["agent_id"]) == ("caller_hung_up", None)
     assert esl.api_commands.count(command) == 1

@@ -16,6 +16,8 @@ class CallRecord:
     call_id: str
     key_id: str
     session_label: str | None
+    #: The stored agent that served the call (its profile's ``id``), None if it named none.
+    agent_id: str | None = None
     transport: str
     started_at: float
     ended_at: float | None = None
@@ -78,22 +80,26 @@ class CallRecords:
         audio_out_seconds: float,
         turns: int,
         barge_ins: int,
+        agent_id: str | None = None,
     ) -> bool:
-        """Complete an open record. False if there is no such call or it already ended."""
+        """Complete an open record. False if there is no such call or it already ended.
+
+        ``agent_id`` names the stored agent the call went on to (a ``configure`` naming
+        one); None leaves the record's own."""
+        values: dict[str, object] = {
+            "match_call_id": call_id,
+            "ended_at": ended_at,
+            "close_code": close_code,
+            "close_reason": close_reason,
+            "audio_in_seconds": audio_in_seconds,
+            "audio_out_seconds": audio_out_seconds,
+            "turns": turns,
+            "barge_ins": barge_ins,
+        }
+        if agent_id is not None:
+            values["agent_id"] = agent_id
         with self._db.write() as conn:
-            result = conn.execute(
-                _FINISH,
-                {
-                    "match_call_id": call_id,
-                    "ended_at": ended_at,
-                    "close_code": close_code,
-                    "close_reason": close_reason,
-                    "audio_in_seconds": audio_in_seconds,
-                    "audio_out_seconds": audio_out_seconds,
-                    "turns": turns,
-                    "barge_ins": barge_ins,
-                },
-            )
+            result = conn.execute(_FINISH, values)
             return result.rowcount == 1
 
     def open_on_node(self) -> int:

@@ -60,6 +60,9 @@ calls = Table(
     Column("server_id", Text),
     #: The name of the node (machine, container) that served the call.
     Column("node", Text),
+    #: The stored agent (``agents``) that served the call, null if it named none; its id
+    #: only, as the record outlives the agent.
+    Column("agent_id", Text),
     Index("calls_by_start", "started_at"),
     Index(
         "open_calls_by_server",

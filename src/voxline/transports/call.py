@@ -3,10 +3,10 @@
 A transport authenticates or admits the caller, makes a :class:`CallSocket` that speaks its
 wire format, and hands both to :func:`run_call` with its ``converse`` coroutine (greet,
 then read the far end until it leaves). ``run_call`` owns the rest: the session, started
-from the stored agent the caller named, its call record from start to end, the metrics,
-the lease and the watchdog that keeps it alive and spends the daily audio cap. Every
-``configure`` goes through :func:`configure`, which starts the session over from the agent
-one names.
+from the stored agent the caller named, its call record from start to end (naming that
+agent, or at the end the last one a ``configure`` named), the metrics, the lease and the
+watchdog that keeps it alive and spends the daily audio cap. Every ``configure`` goes
+through :func:`configure`, which starts the session over from the agent one names.
 
 The watchdog outlives faults of the shared state: while Redis is unreachable the session
 goes on, its maximum length still enforced by this process's clock, and once Redis answers
@@ -159,6 +159,7 @@ async def run_call(
         call_id=info.call_id,
         key_id=caller.key.id,
         session_label=info.label,
+        agent_id=caller.agent.id if caller.agent is not None else None,
         transport=transport,
         started_at=time.time(),
     )
@@ -295,5 +296,6 @@ async def _finish(services: CallServices, conn: Line, session: Session) -> None:
         audio_out_seconds=audio_out,
         turns=session.turns,
         barge_ins=stats.barge_ins,
+        agent_id=session.info.agent.id if session.info.agent is not None else None,
     )
     await services.call_writes.run(finish)
