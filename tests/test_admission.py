@@ -17,11 +17,12 @@ from voxline.auth.revocations import Revocations
 from voxline.auth.tokens import BrowserTokens
 from voxline.config import LimitSettings
 from voxline.limits.policy import LimitPolicy, SessionLease
+from voxline.protocol.agent_profile import AgentProfile
 from voxline.protocol.errors import Rejection
 from voxline.state.backend import StateUnavailable
 from voxline.state.memory import MemoryBackend
 from voxline.store.agents import AgentStore
-from voxline.store.database import Database
+from voxline.store.database import Database, DatabaseUnavailable
 
 ADDRESS = "192.0.2.10"
 ORIGIN = "https://app.example.com"
@@ -355,6 +356,61 @@ async def test_a_server_shutting_down_admits_no_session_but_still_answers_reques
         assert isinstance(refused, Rejection)
         assert (refused.code, refused.kind.close_code) == ("server_shutting_down", 1001)
     assert isinstance(await _bearer(gate.admission, issued), ApiKey)
+
+
+async def test_a_phone_calls_agent_is_looked_up_before_the_call_is_answered(
+    make_gate: Callable[..., Gate],
+) -> None:
+    """What Twilio's voice webhook asks before answering: whether the agent a call names is
+    one of the phone key's owner's, as the call's admission will, spending nothing."""
+    gate = make_gate(connects_per_minute_per_key=1)
+    assert gate.agents is not None
+    issued = await gate.issue(concurrency=1)
+    mine = gate.agents.create("default", {"name": "Desk"})
+    theirs = gate.agents.create("globex", {"name": "Theirs"})
+    for _ in range(3):  # more than the key's one connect a minute
+        assert await gate.admission.phone_agent(issued.key_id, mine.id) == mine
+    for name in (theirs.id, "agent_unknown"):
+        refused = await gate.admission.phone_agent(issued.key_id, name)
+        assert isinstance(refused, Rejection)
+        assert (refused.code, refused.retry_after) == ("invalid_agent_id", None)
+    # The lookups took neither the key's connect nor its seat.
+    caller = await gate.admission.phone(issued.key_id, address=ADDRESS, agent_id=mine.id)
+    assert isinstance(caller, Caller) and caller.agent == mine
+    await caller.lease.release()
+
+    for key_id in (None, UNKNOWN.key_id):
+        refused = await gate.admission.phone_agent(key_id, mine.id)
+        assert refused == await gate.admission.phone(key_id, address=ADDRESS)
+        assert isinstance(refused, Rejection) and refused.code == "unauthorized"
+    gate.revoke(issued)
+    refused = await gate.admission.phone_agent(issued.key_id, mine.id)
+    assert refused == Rejection("unauthorized", "the phone key does not exist or was revoked")
+
+
+class AgentsAway(AgentStore):
+    """Agents in a database that cannot be reached."""
+
+    def get(self, owner: str, agent_id: str) -> AgentProfile | None:
+        raise DatabaseUnavailable("down")
+
+
+async def test_a_phone_calls_agent_that_cannot_be_looked_up_now_is_worth_calling_again(
+    tmp_path: Path,
+) -> None:
+    with Database(tmp_path / "voxline.db") as db:
+        keys, backend = KeyStore(db), MemoryBackend()
+        tokens = BrowserTokens(backend)
+        gate = Gate(
+            Admission(keys, tokens, LimitPolicy(backend, LimitSettings()), AgentsAway(db)),
+            keys,
+            tokens,
+        )
+        issued = await gate.issue()
+        refused = await gate.admission.phone_agent(issued.key_id, "agent_desk")
+    assert isinstance(refused, Rejection)
+    assert refused.code == "service_unavailable"
+    assert refused.retry_after is not None and refused.retry_after > 0
 
 
 async def test_a_key_is_still_active_until_revoked(gate: Gate) -> None:

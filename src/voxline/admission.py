@@ -189,13 +189,21 @@ class Admission:
         """A phone call, on the configured phone key, from the stored agent ``agent_id`` if
         one is named. ``address`` is the telephony side's (Twilio's, FreeSWITCH's): its
         connects count like any client's."""
-        if key_id is None:
-            return Rejection("unauthorized", "phone calls need a key: set VOXLINE_PHONE_KEY_ID")
-        key = await self._by_id(key_id)
-        if key is None:
-            return Rejection("unauthorized", "the phone key does not exist or was revoked")
+        key = await self._phone_key(key_id)
+        if isinstance(key, Rejection):
+            return key
         lacking = Rejection("forbidden", f"the phone key lacks the {SCOPE_SESSION} scope")
         return await self._session(key, address, lacking, agent_id)
+
+    @_fails_closed
+    async def phone_agent(self, key_id: str | None, agent_id: str) -> AgentProfile | Rejection:
+        """The stored agent ``agent_id`` a phone call names, looked up before the call is
+        answered (Twilio's voice webhook), as :meth:`phone` will: one of the phone key's
+        owner's. Spends nothing: the call's connect and seat are taken when it is admitted."""
+        key = await self._phone_key(key_id)
+        if isinstance(key, Rejection):
+            return key
+        return await self.agent(key, agent_id)
 
     async def _token(
         self, token: str, address: str, origin: str | None, agent_id: str | None
@@ -227,6 +235,15 @@ class Admission:
     async def _by_secret(self, secret: str) -> ApiKey | None:
         """The active key of this secret (the store never answers with a revoked one)."""
         return await asyncio.to_thread(self._keys.authenticate, secret)
+
+    async def _phone_key(self, key_id: str | None) -> ApiKey | Rejection:
+        """The active phone key of this id (``VOXLINE_PHONE_KEY_ID``)."""
+        if key_id is None:
+            return Rejection("unauthorized", "phone calls need a key: set VOXLINE_PHONE_KEY_ID")
+        key = await self._by_id(key_id)
+        if key is None:
+            return Rejection("unauthorized", "the phone key does not exist or was revoked")
+        return key
 
     async def _by_id(self, key_id: str) -> ApiKey | None:
         """The active key of this id."""

@@ -10,6 +10,7 @@ from tests.support import twilio_sim
 from voxline.telephony import twilio_media
 from voxline.telephony.twilio_voice import (
     dial_twiml,
+    reject_twiml,
     signature_valid,
     stream_token,
     stream_token_valid,
@@ -30,6 +31,15 @@ def test_the_answer_connects_a_bidirectional_stream_with_parameters() -> None:
     )
     parsed = twilio_sim.parse_stream_twiml(xml)
     assert parsed.parameters == {"a": "1", "to": "+1 & <2>"}
+
+
+def test_a_call_no_agent_would_serve_is_rejected_unanswered() -> None:
+    assert reject_twiml() == (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Reject /></Response>'
+    )
+    assert reject_twiml(busy=True) == (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Reject reason="busy" /></Response>'
+    )
 
 
 def test_a_transfer_dials_the_number() -> None:
@@ -54,6 +64,25 @@ def test_stream_tokens_bind_a_call_to_the_auth_token() -> None:
     assert not stream_token_valid(TOKEN, "CA2", token)
     assert not stream_token_valid("0" * 32, "CA1", token)
     assert not stream_token_valid(TOKEN, "CA1", "")
+    # The token of a stream that names no agent is what it always was.
+    assert token == "TyaouXrp8-YT1pcrx0cJg_tdGCFpPHNBVSDbLlkOlhg"
+
+
+def test_stream_tokens_bind_the_agent_the_webhook_named() -> None:
+    token = stream_token(TOKEN, "CA1", "agent_a")
+    assert stream_token_valid(TOKEN, "CA1", token, "agent_a")
+    assert not stream_token_valid(TOKEN, "CA1", token, "agent_b")
+    assert not stream_token_valid(TOKEN, "CA1", token)  # nor the phone calls' own agent
+    assert not stream_token_valid(TOKEN, "CA2", token, "agent_a")
+    assert not stream_token_valid("0" * 32, "CA1", token, "agent_a")
+    # A token naming no agent cannot be made to name one, nor the other way round, however
+    # the CallSid and the agent are cut.
+    plain = stream_token(TOKEN, "CA1")
+    assert not stream_token_valid(TOKEN, "CA1", plain, "agent_a")
+    cuts = [("CA1:agent_a", None), ('CA1","agent_a', None), ("CA1:", "agent_a"), ("CA", "1agent_a")]
+    for call_sid, agent_id in cuts:
+        assert not stream_token_valid(TOKEN, call_sid, token, agent_id), (call_sid, agent_id)
+    assert not stream_token_valid(TOKEN, "CA1", plain, "")
 
 
 def test_media_streams_messages_parse() -> None:

@@ -3,10 +3,13 @@ simulated Twilio and FreeSWITCH, speaking their real wire formats, call a real `
 serve`` whose default agent thinks with an OpenAI-compatible model (the fake one).
 
 A call naming a stored agent of the phone key's owner is that agent's: its greeting is what
-the caller hears, its persona what the model is told, and its call record names it. A call naming an agent the owner does
-not have is refused with close 4400 ``invalid_agent_id``. An agent's ``send_dtmf`` is carried
-out once the caller has heard the line it came with: as tones in the call's audio on Twilio,
-as ``uuid_send_dtmf`` over the Event Socket on FreeSWITCH."""
+the caller hears, its persona what the model is told, and its call record names it. A call
+naming an agent the owner does not have is rejected unanswered by Twilio's webhook
+(``<Reject/>``), and a FreeSWITCH stream refused with close 4400 ``invalid_agent_id``; a
+Twilio stream naming another agent than its webhook did is refused as unauthorized. An
+agent's ``send_dtmf`` is carried out once the caller has heard the line it came with: as
+tones in the call's audio on Twilio, as ``uuid_send_dtmf`` over the Event Socket on
+FreeSWITCH."""
 
 from __future__ import annotations
 
@@ -83,6 +86,16 @@ def _create_agent(server: RunningServer, owner: str, profile: dict[str, str]) ->
     return agent_id
 
 
+def _delete_agent(server: RunningServer, owner: str, agent_id: str) -> None:
+    key = server.create_key(scopes=("agents:write",), owner=owner)
+    response = httpx.delete(
+        f"{server.http}/v1/agents/{agent_id}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
 @pytest.fixture(scope="module")
 def phone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phones]:
     data_dir = tmp_path_factory.mktemp("phone-agents")
@@ -125,16 +138,30 @@ def phones(phone_server: Phones) -> Phones:
 # ---- helpers -----------------------------------------------------------------------------
 
 
-async def _answer(phones: Phones, call_sid: str, agent_id: str | None = None) -> TwilioStream:
-    """A Twilio call to the number whose webhook URL names ``agent_id`` (if given)."""
+async def _webhook(phones: Phones, call_sid: str, agent_id: str | None = None) -> str:
+    """The TwiML of Twilio's webhook of a call to the number whose webhook URL names
+    ``agent_id`` (if given)."""
     url = VOICE_URL if agent_id is None else f"{VOICE_URL}?agent_id={agent_id}"
     params = twilio_sim.call_params(call_sid)
-    response = twilio_sim.post_webhook(
-        phones.server.http, url, params, twilio_sim.sign(url, params)
+    response = await asyncio.to_thread(
+        twilio_sim.post_webhook, phones.server.http, url, params, twilio_sim.sign(url, params)
     )
     assert response.status_code == 200, response.text
-    twiml = twilio_sim.parse_stream_twiml(response.text)
+    assert response.headers["content-type"].startswith("text/xml")
+    return response.text
+
+
+async def _stream_twiml(
+    phones: Phones, call_sid: str, agent_id: str | None = None
+) -> twilio_sim.StreamTwiml:
+    twiml = twilio_sim.parse_stream_twiml(await _webhook(phones, call_sid, agent_id))
     assert twiml.parameters.get("agent_id") == agent_id
+    return twiml
+
+
+async def _answer(phones: Phones, call_sid: str, agent_id: str | None = None) -> TwilioStream:
+    """A Twilio call to the number whose webhook URL names ``agent_id`` (if given)."""
+    twiml = await _stream_twiml(phones, call_sid, agent_id)
     return await TwilioStream.open(phones.server.http, twiml, phones.twilio, call_sid)
 
 
@@ -190,8 +217,8 @@ async def _finished_record(phones: Phones, transport: str, since: float) -> dict
         await asyncio.sleep(0.05)
 
 
-async def _refusals(server: RunningServer) -> float:
-    return value(await scrape(server), "voxline_rejections_total", code="invalid_agent_id")
+async def _refusals(server: RunningServer, code: str = "invalid_agent_id") -> float:
+    return value(await scrape(server), "voxline_rejections_total", code=code)
 
 
 def _asked_of(phones: Phones) -> str:
@@ -272,20 +299,60 @@ def _refused_agent(phones: Phones, whose: str) -> str:
 
 
 @pytest.mark.parametrize("whose", ["unknown", "another owner's"])
-async def test_a_twilio_call_naming_an_agent_the_phone_key_may_not_use_is_refused(
+async def test_a_twilio_call_naming_an_agent_the_phone_key_may_not_use_is_rejected_unanswered(
     phones: Phones, whose: str
 ) -> None:
     refusals = await _refusals(phones.server)
     since = time.time()
     call_sid = twilio_sim.new_call_sid()
-    call = await _answer(phones, call_sid, _refused_agent(phones, whose))
+    twiml = await _webhook(phones, call_sid, _refused_agent(phones, whose))
+    # Not answered, so not billed, and no stream to be refused into silence.
+    assert twiml == '<?xml version="1.0" encoding="UTF-8"?><Response><Reject /></Response>'
+    assert f"twilio call {call_sid} refused" in phones.server.log()
+    assert await _refusals(phones.server) == refusals + 1
+    assert phones.twilio.updates(call_sid) == []
+    assert await _records(phones, "twilio", since) == []  # no session, no record
+
+
+async def test_a_twilio_stream_naming_another_agent_than_its_webhook_is_refused(
+    phones: Phones,
+) -> None:
+    """The stream token covers the agent the webhook named: a stream that names another,
+    or none (the phone calls' own), is not the call Twilio's signed webhook answered."""
+    refusals = await _refusals(phones.server, "unauthorized")
+    since = time.time()
+    call_sid = twilio_sim.new_call_sid()
+    twiml = await _stream_twiml(phones, call_sid, phones.bakery)
+    others = {phones.garden, phones.strangers, ""}
+    for other in others:
+        parameters = {**twiml.parameters, "agent_id": other}
+        changed = twilio_sim.StreamTwiml(twiml.url, parameters)
+        call = await TwilioStream.open(phones.server.http, changed, phones.twilio, call_sid)
+        await call.closed()
+        assert (call.close_code, call.ws.close_reason) == (4401, "unauthorized"), other
+        assert call.heard.samples() == 0
+    assert await _refusals(phones.server, "unauthorized") == refusals + len(others)
+    assert await _records(phones, "twilio", since) == []
+
+
+async def test_a_twilio_call_whose_agent_is_deleted_before_its_stream_is_refused(
+    phones: Phones,
+) -> None:
+    """The webhook found the agent; the stream, admitted after, no longer does."""
+    agent_id = _create_agent(phones.server, OWNER, GARDEN)
+    refusals = await _refusals(phones.server)
+    since = time.time()
+    call_sid = twilio_sim.new_call_sid()
+    twiml = await _stream_twiml(phones, call_sid, agent_id)
+    _delete_agent(phones.server, OWNER, agent_id)
+    call = await TwilioStream.open(phones.server.http, twiml, phones.twilio, call_sid)
     await call.closed()
     assert (call.close_code, call.ws.close_reason) == (4400, "invalid_agent_id")
     assert call.heard.samples() == 0  # no one, not another agent, answered
     assert phones.twilio.updates(call_sid) == []  # the stream's end ends the call
     assert f"twilio call {call_sid} refused" in phones.server.log()
     assert await _refusals(phones.server) == refusals + 1
-    assert await _records(phones, "twilio", since) == []  # no session, no record
+    assert await _records(phones, "twilio", since) == []
 
 
 @pytest.mark.parametrize("whose", ["unknown", "another owner's"])

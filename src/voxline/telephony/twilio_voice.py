@@ -2,8 +2,10 @@
 TwiML that streams a call to voxline or dials a person, and REST updates of a live call.
 
 The media stream itself is not signed the way the webhook is, so the webhook hands it a
-stream token, ``HMAC(auth token, CallSid)``, as a ``<Parameter>``: a stream is accepted only
-for a call whose webhook Twilio signed.
+stream token as a ``<Parameter>``: an HMAC keyed with the auth token of the CallSid and of
+the stored agent the webhook's URL named, if it named one. A stream is accepted only for a
+call whose webhook Twilio signed, and only with the agent that webhook named: a token for
+one call names no other agent, and a stream naming none has the token it always had.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import logging
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -34,13 +37,24 @@ def signature_valid(auth_token: str, url: str, params: Mapping[str, str], signat
     return valid
 
 
-def stream_token(auth_token: str, call_sid: str) -> str:
-    digest = hmac.new(auth_token.encode(), f"stream:{call_sid}".encode(), hashlib.sha256)
+def stream_token(auth_token: str, call_sid: str, agent_id: str | None = None) -> str:
+    """The token of the stream of ``call_sid``, naming ``agent_id`` if given. Signed
+    messages of the two forms cannot coincide (one starts ``stream:``, the other ``[``),
+    and the JSON list keeps the CallSid and the agent apart whatever they hold."""
+    message = (
+        f"stream:{call_sid}"
+        if agent_id is None
+        else json.dumps(["stream", call_sid, agent_id], separators=(",", ":"))
+    )
+    digest = hmac.new(auth_token.encode(), message.encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
-def stream_token_valid(auth_token: str, call_sid: str, token: str) -> bool:
-    return hmac.compare_digest(stream_token(auth_token, call_sid), token)
+def stream_token_valid(
+    auth_token: str, call_sid: str, token: str, agent_id: str | None = None
+) -> bool:
+    """Whether ``token`` is the webhook's for ``call_sid`` and the agent the stream names."""
+    return hmac.compare_digest(stream_token(auth_token, call_sid, agent_id), token)
 
 
 def stream_twiml(url: str, parameters: Mapping[str, str]) -> str:
@@ -51,6 +65,15 @@ def stream_twiml(url: str, parameters: Mapping[str, str]) -> str:
     for name, value in parameters.items():
         stream.parameter(name=name, value=value)
     response.append(connect)
+    twiml: str = response.to_xml()
+    return twiml
+
+
+def reject_twiml(*, busy: bool = False) -> str:
+    """``<Reject>``: the call is not answered (nor billed), the caller hearing the carrier's
+    not-in-service response, or a busy signal if ``busy`` (worth calling again)."""
+    response = VoiceResponse()
+    response.reject(reason="busy" if busy else None)
     twiml: str = response.to_xml()
     return twiml
 

@@ -34,6 +34,7 @@ from voxline.telephony.twilio_voice import (
     TOKEN_PARAMETER,
     TwilioCalls,
     dial_twiml,
+    reject_twiml,
     signature_valid,
     stream_token,
     stream_token_valid,
@@ -59,8 +60,15 @@ def _forbidden(message: str) -> Response:
     return JSONResponse(Rejection("forbidden", message).http_body(), 403)
 
 
+def _twiml(twiml: str) -> Response:
+    return Response(twiml, media_type="text/xml")
+
+
 async def voice_webhook(request: Request) -> Response:
-    """Answer a call: check Twilio signed the request, then stream the call here."""
+    """Answer a call: check Twilio signed the request and that the stored agent it names
+    (the URL's ``?agent_id=…``, else the phone calls' own) is the phone key's owner's, then
+    stream the call here. A call that no agent would serve is rejected unanswered rather
+    than answered into a stream that is then refused."""
     services: CallServices = request.app.state.services
     settings = services.settings.twilio
     if settings.auth_token is None or settings.public_host is None:
@@ -78,16 +86,24 @@ async def voice_webhook(request: Request) -> Response:
     call_sid = params.get("CallSid", "")
     if not call_sid:
         return _forbidden("no CallSid")
+    # The webhook's own URL may name the number's agent (?agent_id=…): Twilio signed it.
+    named = request.query_params.get("agent_id") or None
+    phone = services.settings.phone
+    agent_id = named or phone.agent_id
+    if agent_id is not None:
+        agent = await services.admission.phone_agent(phone.key_id, agent_id)
+        if isinstance(agent, Rejection):
+            log.warning("twilio call %s refused: %s", call_sid, agent.message)
+            services.metrics.rejections.labels(agent.code).inc()
+            return _twiml(reject_twiml(busy=agent.retry_after is not None))
     parameters = {
-        TOKEN_PARAMETER: stream_token(settings.auth_token, call_sid),
+        TOKEN_PARAMETER: stream_token(settings.auth_token, call_sid, named),
         "from": params.get("From", ""),
         "to": params.get("To", ""),
     }
-    # The webhook's own URL may name the number's agent (?agent_id=…): Twilio signed it.
-    if agent_id := request.query_params.get("agent_id"):
-        parameters["agent_id"] = agent_id
-    twiml = twiml_for_stream(f"wss://{settings.public_host}/twilio/media", parameters)
-    return Response(twiml, media_type="text/xml")
+    if named is not None:
+        parameters["agent_id"] = named
+    return _twiml(twiml_for_stream(f"wss://{settings.public_host}/twilio/media", parameters))
 
 
 class TwilioLine(PhoneLine):
@@ -164,16 +180,17 @@ async def media_stream(websocket: WebSocket) -> None:
         await websocket.close(CloseCode.BAD_REQUEST, "no start message")
         return
     token = settings.twilio.auth_token
+    # The token covers the agent the webhook named: a stream may not name another.
+    named = start.parameters.get("agent_id") or None
     if token is None or not stream_token_valid(
-        token, start.call_sid, start.parameters.get(TOKEN_PARAMETER, "")
+        token, start.call_sid, start.parameters.get(TOKEN_PARAMETER, ""), named
     ):
         services.metrics.rejections.labels("unauthorized").inc()
         await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
         return
     address = websocket.client.host if websocket.client else "unknown"
-    agent_id = start.parameters.get("agent_id") or settings.phone.agent_id
     caller = await services.admission.phone(
-        settings.phone.key_id, address=address, agent_id=agent_id
+        settings.phone.key_id, address=address, agent_id=named or settings.phone.agent_id
     )
     if isinstance(caller, Rejection):
         log.warning("twilio call %s refused: %s", start.call_sid, caller.message)
