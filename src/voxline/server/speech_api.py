@@ -5,7 +5,7 @@ sentences), and each piece is sent as soon as it is synthesised, so the first au
 after the first piece rather than the whole text. A WAV asked for with ``stream: true`` has
 the sizes of a stream in its header ("to the end"); without, it is sent whole with its exact
 sizes. PCM and G.711 have no header and always stream. The audio counts toward the key's
-daily audio seconds.
+daily audio seconds. Each piece waits for the sentences live calls have queued.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ async def _audio(
     key's audio."""
     _, encode = FORMATS[spec.response_format]
     for piece in pieces(spec.text):
-        samples = resample(await speak(tts, piece), tts.sample_rate, spec.sample_rate)
+        samples = resample(await speak(tts, piece, batch=True), tts.sample_rate, spec.sample_rate)
         await services.limits.add_audio(key, samples.size / spec.sample_rate)
         if samples.size:
             yield encode(samples)
