@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from voxline.admission import Admission, Caller
-from voxline.auth.keys import SCOPE_CALLS_READ, SCOPE_SESSION, ApiKey, KeyStore
+from voxline.admission import Admission, AudioRequest, Caller
+from voxline.auth.keys import (
+    SCOPE_CALLS_READ,
+    SCOPE_SESSION,
+    SCOPE_SPEECH,
+    ApiKey,
+    KeyStore,
+)
 from voxline.auth.revocations import Revocations
 from voxline.auth.tokens import BrowserTokens
 from voxline.config import LimitSettings
@@ -113,6 +119,11 @@ def _token(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
 def _bearer(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
     authorization = f"Bearer {issued.secret}"
     return admission.bearer(authorization, scope=SCOPE_CALLS_READ, address=ADDRESS)
+
+
+def _audio(admission: Admission, issued: Issued) -> Awaitable[Admitted | AudioRequest]:
+    authorization = f"Bearer {issued.secret}"
+    return admission.audio_request(authorization, scope=SCOPE_SPEECH, address=ADDRESS)
 
 
 def _page(admission: Admission, issued: Issued) -> Awaitable[Admitted]:
@@ -333,7 +344,7 @@ async def test_every_way_in_fails_closed_while_the_state_backend_is_unreachable(
         gate = Gate(Admission(keys, tokens, limits, AgentStore(db)), keys, tokens)
         issued = await gate.issue()
         backend.down = True
-        for attempt in (_socket, _token, _bearer, _page):
+        for attempt in (_socket, _token, _bearer, _page, _audio):
             refused = await attempt(gate.admission, issued)
             assert isinstance(refused, Rejection)
             assert (refused.code, refused.kind.close_code, refused.kind.http_status) == (
@@ -453,3 +464,30 @@ async def test_a_session_naming_an_agent_gets_its_owners_profile_before_a_lease(
     assert key is not None
     assert await gate.admission.agent(key, mine.id) == mine
     assert isinstance(await gate.admission.agent(key, theirs.id), Rejection)
+
+
+async def test_http_audio_requests_are_admitted_as_rest_requests_holding_a_slot_each(
+    make_gate: Callable[..., Gate],
+) -> None:
+    gate = make_gate(max_http_audio_requests_per_key=2)
+    issued = await gate.issue(scopes=(SCOPE_SPEECH,))
+    for refused_as, code in (
+        (UNKNOWN, "unauthorized"),
+        (await gate.issue(scopes=(SCOPE_SESSION,)), "forbidden"),
+    ):
+        refused = await _audio(gate.admission, refused_as)
+        assert isinstance(refused, Rejection) and refused.code == code
+    first, second = [await _audio(gate.admission, issued) for _ in range(2)]
+    assert isinstance(first, AudioRequest) and isinstance(second, AudioRequest)
+    assert first.key.id == issued.key_id
+    busy = await _audio(gate.admission, issued)
+    assert isinstance(busy, Rejection)
+    assert (busy.code, busy.kind.http_status, busy.retry_after) == (
+        "concurrency_limit_exceeded",
+        429,
+        1.0,
+    )
+    other = await gate.issue(scopes=(SCOPE_SPEECH,))
+    assert isinstance(await _audio(gate.admission, other), AudioRequest)
+    await first.lease.release()
+    assert isinstance(await _audio(gate.admission, issued), AudioRequest)

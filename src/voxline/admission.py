@@ -4,7 +4,8 @@ Each way in is one method of :class:`Admission`, composed of the same steps in t
 order, skipping those that do not apply to it: the address's block after failed
 authentications, the key (by secret, or by id behind a browser token or the phone line),
 refusing revoked keys, the scope, the connect rate of the address and of the key, and for a
-session the stored agent it names (one of the key's owner's) and a concurrency lease. Each
+session the stored agent it names (one of the key's owner's) and a concurrency lease, and for
+an HTTP request for the speech engines a lease of one of its key's slots for those. Each
 returns what it admits or the protocol's :class:`Rejection`.
 
 Only credentials a client presents count as failed authentications: a bad page or phone key
@@ -51,6 +52,15 @@ class Caller:
     token_id: str | None = None
     token_label: str | None = None
     agent: AgentProfile | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioRequest:
+    """An admitted HTTP request for the speech engines (speech, transcription): the key it
+    spends and the lease of the key's slot it holds while it runs."""
+
+    key: ApiKey
+    lease: SessionLease
 
 
 def _lacks(scope: str) -> Rejection:
@@ -162,6 +172,21 @@ class Admission:
             return _lacks(scope)
         refused = await self._limits.check_connect(address, key.id)
         return key if refused is None else refused
+
+    @_fails_closed
+    async def audio_request(
+        self, authorization: str, *, scope: str, address: str
+    ) -> AudioRequest | Rejection:
+        """A REST request that runs on the speech engines: :meth:`bearer`, then one of the
+        key's slots for such requests under way (``concurrency_limit_exceeded`` if it has
+        none free)."""
+        key = await self.bearer(authorization, scope=scope, address=address)
+        if isinstance(key, Rejection):
+            return key
+        lease = await self._limits.acquire_audio_request(key)
+        if isinstance(lease, Rejection):
+            return lease
+        return AudioRequest(key, lease)
 
     @_fails_closed
     async def page(self, web_key: str, *, address: str) -> ApiKey | Rejection:

@@ -114,6 +114,11 @@ class LimitSettings(BaseSettings):
     page_tokens_per_minute_per_address: int = Field(
         10, ge=1, description="browser tokens the page at / mints per client address"
     )
+    max_http_audio_requests_per_key: int = Field(
+        4,
+        ge=1,
+        description="HTTP speech and transcription requests one key has under way at once",
+    )
 
 
 class TwilioSettings(BaseSettings):

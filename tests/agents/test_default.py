@@ -53,7 +53,7 @@ class SilentTts:
     def __init__(self) -> None:
         self.said: list[str] = []
 
-    async def synthesize(self, text: str) -> Int16Array:
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
         self.said.append(text)
         return np.ones(RATE // 10, dtype=np.int16)
 

@@ -14,9 +14,11 @@ class CountingSynthesizer:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.batch: list[bool] = []
 
-    async def synthesize(self, text: str) -> Int16Array:
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
         self.calls.append(text)
+        self.batch.append(batch)
         return np.full(len(text) * 100, len(text), dtype=np.int16)
 
     async def aclose(self) -> None:
@@ -52,3 +54,13 @@ async def test_audio_bigger_than_the_budget_is_not_kept() -> None:
     await cache.synthesize("long sentence")
     await cache.synthesize("long sentence")
     assert len(inner.calls) == 2
+
+
+async def test_a_miss_is_synthesised_at_the_asked_priority_and_serves_calls_after() -> None:
+    inner = CountingSynthesizer()
+    cache = CachingSynthesizer(inner)
+    spoken = await cache.synthesize("Thank you for calling.", batch=True)
+    await cache.synthesize("Goodbye.")
+    assert inner.batch == [True, False]
+    assert await cache.synthesize("Thank you for calling.") is spoken
+    assert inner.calls == ["Thank you for calling.", "Goodbye."]

@@ -108,7 +108,7 @@ class PromptedStt:
 class MuteTts:
     sample_rate = 16000
 
-    async def synthesize(self, text: str) -> Int16Array:
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
         return np.zeros(0, dtype=np.int16)
 
     async def aclose(self) -> None:

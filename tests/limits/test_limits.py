@@ -253,3 +253,43 @@ async def test_page_tokens_limited_per_address(backend: StateBackend) -> None:
     assert await policy.check_page_token("198.51.100.8") is None
     # Its own budget: the address's connects are untouched.
     assert await policy.check_connect("198.51.100.7", "key_a") is None
+
+
+async def test_http_audio_requests_limited_per_key_in_every_process(
+    backend_factory: BackendFactory,
+) -> None:
+    one, two = (
+        LimitPolicy(backend_factory(), settings(max_http_audio_requests_per_key=2))
+        for _ in range(2)
+    )
+    key = api_key(concurrency=1)
+    first = await one.acquire_audio_request(key)
+    second = await two.acquire_audio_request(key)
+    assert isinstance(first, SessionLease) and isinstance(second, SessionLease)
+    for policy in (one, two):
+        refused = await policy.acquire_audio_request(key)
+        assert refused == Rejection(
+            "concurrency_limit_exceeded",
+            "this key already has 2 speech and transcription requests under way",
+            1.0,
+        )
+    # Sessions and another key's requests have allowances of their own.
+    assert isinstance(await one.acquire_session(key), SessionLease)
+    assert isinstance(await two.acquire_audio_request(api_key(key_id="key_00000002")), SessionLease)
+    await first.release()
+    assert isinstance(await two.acquire_audio_request(key), SessionLease)
+    assert isinstance(await one.acquire_audio_request(key), Rejection)
+
+
+async def test_http_audio_request_slots_lapse_unless_refreshed(backend: StateBackend) -> None:
+    policy = LimitPolicy(backend, settings(max_http_audio_requests_per_key=1), lease_ttl_s=TTL)
+    key = api_key()
+    lease = await policy.acquire_audio_request(key)
+    assert isinstance(lease, SessionLease)
+    await asyncio.sleep(TTL * 0.6)
+    assert await lease.refresh()
+    await asyncio.sleep(TTL * 0.6)
+    assert isinstance(await policy.acquire_audio_request(key), Rejection)
+    await asyncio.sleep(TTL * 1.2)
+    # Its holder stopped refreshing it (a process that died): the slot is free again.
+    assert isinstance(await policy.acquire_audio_request(key), SessionLease)

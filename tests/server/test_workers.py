@@ -16,11 +16,22 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from tests.support.api import ORIGIN, mint_token, open_with_token, scrape, value
+from tests.support.api import (
+    ORIGIN,
+    assert_envelope,
+    long_text,
+    mint_token,
+    open_speech,
+    open_with_token,
+    scrape,
+    seconds_until_admitted,
+    speech,
+    value,
+)
 from tests.support.caller import Caller
 from tests.support.server import OPEN_LIMITS, RunningServer, run_server
-from tests.support.workers import worker_of, workers_of
-from voxline.config import Settings
+from tests.support.workers import worker_of, worker_of_port, workers_of
+from voxline.config import LimitSettings, Settings
 from voxline.store.calls import CallRecords
 from voxline.store.database import Database
 
@@ -144,6 +155,36 @@ async def test_a_browser_token_is_one_session_across_workers(
     else:
         raise AssertionError("60 connections all landed on the first session's worker")
     await first.close()
+
+
+async def test_a_keys_speech_requests_under_way_are_capped_across_workers(
+    workers_server: RunningServer,
+) -> None:
+    cap = LimitSettings().max_http_audio_requests_per_key
+    key = workers_server.create_key(scopes=("speak:synthesize",))
+
+    def home(response: httpx.Response) -> int:
+        _, port = response.extensions["network_stream"].get_extra_info("client_addr")
+        return worker_of_port(workers_server, port)
+
+    async with httpx.AsyncClient(base_url=workers_server.http, timeout=120) as client:
+        streams = [await open_speech(client, key, long_text(f"w-{n}")) for n in range(cap)]
+        for attempt in range(30):
+            if len({home(stream) for stream in streams}) == WORKERS:
+                break
+            await streams.pop().aclose()
+            await seconds_until_admitted(client, key, within=10)  # its slot is back
+            streams.append(await open_speech(client, key, long_text(f"w-again-{attempt}")))
+        else:
+            raise AssertionError(f"30 tries all landed {cap} requests on one worker")
+        # Each worker holds fewer than the cap itself, yet the key is refused.
+        refused = await speech(client, key, "One too many.")
+        assert refused.status_code == 429, f"answered {refused.status_code}"
+        assert_envelope(refused, 429, "concurrency_limit_exceeded", "rate_limit_error")
+        for stream in streams:
+            assert len(await stream.aread()) > 0
+            await stream.aclose()
+        await seconds_until_admitted(client, key, within=5)
 
 
 async def test_a_worker_that_dies_is_replaced_and_its_sessions_no_longer_count(

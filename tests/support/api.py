@@ -1,8 +1,11 @@
 """A real server's API as its clients use it: bearer requests, the error envelope, Prometheus
-samples, and browser tokens minted over HTTP then presented at the socket from an origin."""
+samples, browser tokens minted over HTTP then presented at the socket from an origin, and
+speech requests, streamed or whole."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -85,3 +88,50 @@ async def open_with_token(server: RunningServer, token: str, origin: str | None 
     # As browser clients do; it also spares the wait for a first frame before the verdict.
     await caller.send_control({"type": "configure"})
     return caller
+
+
+def long_text(tag: str, sentences: int = 6) -> str:
+    """Text that takes a few seconds to synthesise, never cached: ``tag`` makes it unique."""
+    return " ".join(
+        f"This is sentence {n} of the long answer to request {tag}." for n in range(sentences)
+    )
+
+
+async def speech(client: httpx.AsyncClient, key: str, text: str) -> httpx.Response:
+    """``POST /v1/audio/speech`` of ``text`` as PCM at 8 kHz, read whole."""
+    return await client.post(
+        "/v1/audio/speech",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"input": text, "response_format": "pcm", "sample_rate": 8000},
+    )
+
+
+async def open_speech(client: httpx.AsyncClient, key: str, text: str) -> httpx.Response:
+    """A streamed ``POST /v1/audio/speech`` of ``text`` (PCM at 8 kHz), admitted: its
+    headers are in, its body is still to read (``aread``) or abandon (``aclose``)."""
+    request = client.build_request(
+        "POST",
+        "/v1/audio/speech",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"input": text, "response_format": "pcm", "sample_rate": 8000},
+    )
+    response = await client.send(request, stream=True)
+    if response.status_code != 200:
+        await response.aread()
+        await response.aclose()
+        raise AssertionError(f"{response.status_code}: {response.text}")
+    return response
+
+
+async def seconds_until_admitted(client: httpx.AsyncClient, key: str, within: float) -> float:
+    """How long until a short speech request of ``key`` is answered rather than refused
+    for the key's requests under way (it is not refused otherwise); fails after ``within``
+    seconds. The client cannot see a slot given back, so it asks again every 50 ms."""
+    started = time.monotonic()
+    while True:
+        response = await speech(client, key, "Ready.")
+        if response.status_code == 200:
+            return time.monotonic() - started
+        assert_envelope(response, 429, "concurrency_limit_exceeded", "rate_limit_error")
+        assert time.monotonic() - started < within, f"still refused after {within} s"
+        await asyncio.sleep(0.05)

@@ -22,7 +22,11 @@ def workers_of(server: RunningServer) -> list[psutil.Process]:
 
 def worker_of(server: RunningServer, caller: Caller) -> int:
     """The pid of the worker that holds ``caller``'s connection."""
-    client_port = caller.ws.local_address[1]
+    return worker_of_port(server, caller.ws.local_address[1])
+
+
+def worker_of_port(server: RunningServer, client_port: int) -> int:
+    """The pid of the worker that holds the connection from local port ``client_port``."""
     for worker in workers_of(server):
         for conn in worker.net_connections():
             if conn.raddr and conn.raddr.port == client_port:

@@ -1,8 +1,9 @@
 """Worker threads that run the most urgent queued call first.
 
-The standard executors run calls in the order they were submitted. A shared speech
-recogniser must not: under load, a final decode that a caller is waiting on would queue
-behind the live partial transcripts of every other session. The standard library has no
+The standard executors run calls in the order they were submitted. A shared speech engine
+must not: under load, a final decode that a caller is waiting on would queue behind the live
+partial transcripts of every other session, and a call's sentence behind the pieces of
+long HTTP speech requests. The standard library has no
 priority executor, hence this one; it hands out ``concurrent.futures.Future`` objects, so
 ``asyncio.wrap_future`` and cancellation work as with any executor.
 """

@@ -32,14 +32,14 @@ class CachingSynthesizer:
         self.hits = 0
         self.misses = 0
 
-    async def synthesize(self, text: str) -> Int16Array:
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
         audio = self._audio.get(text)
         if audio is not None:
             self._audio.move_to_end(text)
             self.hits += 1
             return audio
         self.misses += 1
-        audio = await self._inner.synthesize(text)
+        audio = await self._inner.synthesize(text, batch=batch)
         audio.setflags(write=False)  # shared from now on
         self._remember(text, audio)
         return audio

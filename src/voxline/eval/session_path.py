@@ -109,7 +109,7 @@ class _MuteBrain:
 class _MuteVoice:
     sample_rate = 16_000
 
-    async def synthesize(self, text: str) -> Int16Array:
+    async def synthesize(self, text: str, *, batch: bool = False) -> Int16Array:
         return np.zeros(0, dtype=np.int16)
 
     async def aclose(self) -> None:

@@ -24,6 +24,9 @@ _MINUTE = 60.0
 #: A day's usage outlives the day by this much, so that a process whose clock lags a little
 #: still finds it.
 _USAGE_GRACE_S = 3600.0
+#: How long a key refused for having its HTTP audio requests all under way is told to wait:
+#: a piece of speech or of a clip takes about a second.
+AUDIO_REQUEST_RETRY_AFTER_S = 1.0
 
 
 def _address_bucket(address: str) -> str:
@@ -44,7 +47,7 @@ def _address_bucket(address: str) -> str:
 
 
 class SessionLease:
-    """The concurrency slots held by one session.
+    """The concurrency slots held by one session (or one HTTP audio request).
 
     Slots lapse after ``ttl_s`` unless refreshed, so call :meth:`refresh` every
     :attr:`refresh_interval_s` while the session lasts, and :meth:`release` when it ends.
@@ -193,17 +196,25 @@ class LimitPolicy:
             until_midnight,
         )
 
+    async def _check_settled(self) -> Rejection | None:
+        """``service_unavailable`` while the shared state is settling: the leases of what is
+        under way may not all be back in it yet."""
+        settling = await self._backend.settling()
+        if settling <= 0:
+            return None
+        return Rejection(
+            "service_unavailable",
+            "the server's shared state is recovering; try again shortly",
+            settling,
+        )
+
     async def acquire_session(
         self, key: ApiKey, *, token_id: str | None = None
     ) -> SessionLease | Rejection:
         """Admit a session for ``key`` (through browser token ``token_id``, if given)."""
-        settling = await self._backend.settling()
-        if settling > 0:
-            return Rejection(
-                "service_unavailable",
-                "the server's shared state is recovering; try again shortly",
-                settling,
-            )
+        unsettled = await self._check_settled()
+        if unsettled is not None:
+            return unsettled
         spent = await self.check_daily_cap(key)
         if spent is not None:
             return spent
@@ -242,6 +253,23 @@ class LimitPolicy:
             lease_id,
             self._lease_ttl_s,
         )
+
+    async def acquire_audio_request(self, key: ApiKey) -> SessionLease | Rejection:
+        """One of ``key``'s slots for HTTP speech and transcription requests under way, in
+        every process sharing the state; ``concurrency_limit_exceeded`` when all are held."""
+        unsettled = await self._check_settled()
+        if unsettled is not None:
+            return unsettled
+        limit = self._settings.max_http_audio_requests_per_key
+        bucket = f"audio-requests:key:{key.id}"
+        lease_id = uuid.uuid4().hex
+        if not await self._backend.acquire_slot(bucket, limit, lease_id, self._lease_ttl_s):
+            return Rejection(
+                "concurrency_limit_exceeded",
+                f"this key already has {limit} speech and transcription requests under way",
+                AUDIO_REQUEST_RETRY_AFTER_S,
+            )
+        return SessionLease(self._backend, ((bucket, limit),), lease_id, self._lease_ttl_s)
 
     async def add_audio(self, key: ApiKey, seconds: float) -> bool:
         """Count audio (a call's caller and agent audio, the HTTP API's speech and clips)

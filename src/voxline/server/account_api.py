@@ -40,6 +40,7 @@ async def me(request: Request) -> Response:
                 "concurrent_sessions": concurrency,
                 "daily_audio_seconds": services.limits.daily_cap(key),
                 "connects_per_minute": limits.connects_per_minute_per_key,
+                "concurrent_audio_requests": limits.max_http_audio_requests_per_key,
             },
             "usage": {
                 "date": datetime.now(UTC).date().isoformat(),

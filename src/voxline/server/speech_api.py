@@ -5,7 +5,8 @@ sentences), and each piece is sent as soon as it is synthesised, so the first au
 after the first piece rather than the whole text. A WAV asked for with ``stream: true`` has
 the sizes of a stream in its header ("to the end"); without, it is sent whole with its exact
 sizes. PCM and G.711 have no header and always stream. The audio counts toward the key's
-daily audio seconds.
+daily audio seconds. Each piece waits for the sentences live calls have queued, and the
+request holds one of its key's slots for the speech engines until its last byte is sent.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from voxline.engines.sentences import SentenceSplitter
 from voxline.engines.voices import speak
 from voxline.protocol.errors import Rejection
 from voxline.server.issuing import error_response
-from voxline.server.rest import bearer_key
+from voxline.server.rest import audio_route
 from voxline.server.services import Services
 
 if TYPE_CHECKING:
@@ -121,11 +122,8 @@ def pieces(text: str) -> list[str]:
     return [*splitter.feed(text), *splitter.flush()]
 
 
-async def synthesize_speech(request: Request) -> Response:
+async def synthesize_speech(request: Request, key: ApiKey) -> Response:
     services: Services = request.app.state.services
-    key = await bearer_key(request, SCOPE_SPEECH)
-    if isinstance(key, Rejection):
-        return error_response(key)
     body = await request.body()  # bounded by BodyLimit
     try:
         spec = parse_speech_request(json.loads(body or b"null"))
@@ -162,7 +160,7 @@ async def _audio(
     key's audio."""
     _, encode = FORMATS[spec.response_format]
     for piece in pieces(spec.text):
-        samples = resample(await speak(tts, piece), tts.sample_rate, spec.sample_rate)
+        samples = resample(await speak(tts, piece, batch=True), tts.sample_rate, spec.sample_rate)
         await services.limits.add_audio(key, samples.size / spec.sample_rate)
         if samples.size:
             yield encode(samples)
@@ -178,4 +176,4 @@ async def _after(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[byt
 
 
 def speech_routes() -> list[Route]:
-    return [Route("/v1/audio/speech", synthesize_speech, methods=["POST"])]
+    return [audio_route("/v1/audio/speech", synthesize_speech, SCOPE_SPEECH)]

@@ -5,7 +5,8 @@ file, or headerless audio named by its content type or file name (PCM16 little-e
 ``sample_rate``, default 24 kHz; G.711 µ-law or A-law at 8 kHz). It is decoded in pieces of
 at most 28 s, each after every decode a call is waiting for, so that calls keep their
 latency. ``vocabulary`` (comma-separated terms) steers spelling as a call's names do. The
-clip's length counts toward the key's daily audio seconds.
+clip's length counts toward the key's daily audio seconds. The request holds one of its
+key's slots for the speech engines from before its upload is read until it is answered.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from voxline.config import Settings
 from voxline.protocol.digits import parse_decimal
 from voxline.protocol.errors import Rejection
 from voxline.server.issuing import error_response
-from voxline.server.rest import bearer_key
+from voxline.server.rest import audio_route
 from voxline.server.services import Services
 
 PATH: Final = "/v1/audio/transcriptions"
@@ -126,11 +127,8 @@ def _field(form: FormData, name: str) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-async def transcribe_clip(request: Request) -> Response:
+async def transcribe_clip(request: Request, key: ApiKey) -> Response:
     services: Services = request.app.state.services
-    key = await bearer_key(request, SCOPE_TRANSCRIPTION)
-    if isinstance(key, Rejection):
-        return error_response(key)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return error_response(_invalid("send a multipart/form-data body with a file", "file"))
     try:
@@ -215,4 +213,4 @@ async def _recognise(services: Services, clip: Clip, vocabulary: list[str]) -> s
 
 
 def transcription_routes() -> list[Route]:
-    return [Route(PATH, transcribe_clip, methods=["POST"])]
+    return [audio_route(PATH, transcribe_clip, SCOPE_TRANSCRIPTION)]
