@@ -137,6 +137,16 @@ async def test_call_records_need_the_calls_read_scope(
     assert_envelope(await get(echo_server, path, wildcard), 403, "forbidden", "permission_error")
 
 
+async def test_refused_requests_are_counted_by_code(echo_server: RunningServer) -> None:
+    before = await scrape(echo_server)
+    await get(echo_server, "/v1/calls")
+    await get(echo_server, "/v1/calls", echo_server.create_key(scopes=("omni:session",)))
+    after = await scrape(echo_server)
+    for code in ("unauthorized", "forbidden"):
+        counted = value(after, "voxline_rejections_total", code=code)
+        assert counted == value(before, "voxline_rejections_total", code=code) + 1
+
+
 async def test_the_calls_just_made_are_listed_and_fetched(echo_server: RunningServer) -> None:
     caller_key = echo_server.create_key()
     reader = echo_server.create_key(scopes=("calls:read_all",))

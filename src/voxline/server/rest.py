@@ -28,9 +28,12 @@ async def bearer_key(request: Request, scope: str | None) -> ApiKey | Rejection:
     """The key of the request's ``Authorization: Bearer`` secret, admitted for ``scope``
     (None: any key)."""
     services: Services = request.app.state.services
-    return await services.admission.bearer(
+    key = await services.admission.bearer(
         request.headers.get("authorization", ""), scope=scope, address=_address(request)
     )
+    if isinstance(key, Rejection):
+        services.metrics.rejections.labels(key.code).inc()
+    return key
 
 
 class _HeldEndpoint:
@@ -51,6 +54,7 @@ class _HeldEndpoint:
             address=_address(request),
         )
         if isinstance(admitted, Rejection):
+            services.metrics.rejections.labels(admitted.code).inc()
             await error_response(admitted)(scope, receive, send)
             return
         async with held(admitted.lease):
