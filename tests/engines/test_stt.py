@@ -240,14 +240,18 @@ async def test_turn_decodes_asked_for_together_are_greedy_but_the_last(
     monkeypatch.setattr(transcriber, "_decode", decodes.wrap(transcriber._decode))
     clips = [speech(question) for question in QUESTIONS[:3]]
     try:
+        # The decoder is busy (an HTTP transcription) as three turns end together.
+        busy = asyncio.create_task(transcriber.transcribe(speech(LONG), batch=True))
+        assert await asyncio.to_thread(decodes.running.wait, 10)
         results = await asyncio.gather(*(transcriber.transcribe(clip) for clip in clips))
+        await busy
         # Alone again, a turn's decode searches its beam.
         alone = await transcriber.transcribe(clips[0])
     finally:
         await transcriber.aclose()
     # Under load, callers are answered as soon as greedy decoding answers them; the last
     # of the three waited beside no other.
-    assert decodes.beams == [PARTIAL_BEAM, PARTIAL_BEAM, BEAM, BEAM]
+    assert decodes.beams == [BEAM, PARTIAL_BEAM, PARTIAL_BEAM, BEAM, BEAM]
     for question, result in zip(QUESTIONS[:3], [*results, alone], strict=False):
         assert wer(question, result.text) <= 0.1, result.text
     assert transcriber._finals == 0

@@ -286,12 +286,13 @@ class WhisperTranscriber:
             decode = functools.partial(self._decode_final, decode)
         else:
             decode = functools.partial(decode, beam=self._beam_size if batch else PARTIAL_BEAM)
+        if final:  # counted before it can start, so that it sees itself
+            with self._finals_lock:
+                self._finals += 1
         future = self._pool.submit(2 if batch else int(partial), decode)
         if partial and not batch:
             self._partials[cancelled] = future
         elif final:
-            with self._finals_lock:
-                self._finals += 1
             for stop, other in list(self._partials.items()):
                 if other.running():  # queued ones just wait: they go after this one
                     stop.set()
