@@ -229,6 +229,24 @@ def _asked_of(phones: Phones) -> str:
     return content
 
 
+async def _served_by(
+    phones: Phones,
+    call: TwilioStream | AudioStreamChannel,
+    ours: dict[str, str],
+    theirs: dict[str, str],
+) -> None:
+    """The call is greeted by agent ``ours``, not ``theirs``, and its question goes to the
+    model with ``ours``'s persona."""
+    await call.silence_until(call.quiet_for(0.6), timeout=10)  # the greeting plays
+    greeting = await _transcribe(phones, call.heard.pcm(), call.rate)
+    name, other = ours["name"].lower(), theirs["name"].lower()
+    assert name in greeting and other not in greeting, greeting
+    await call.stream(synthesize(QUESTION, call.rate))
+    await call.silence_until(lambda: bool(phones.llm.requests))
+    prompt = _asked_of(phones)
+    assert ours["persona"] in prompt and theirs["persona"] not in prompt
+
+
 # ---- calls that name their agent ---------------------------------------------------------
 
 
@@ -237,14 +255,7 @@ async def test_a_twilio_number_naming_an_agent_is_answered_by_it(phones: Phones)
     since = time.time()
     call_sid = twilio_sim.new_call_sid()
     call = await _answer(phones, call_sid, phones.bakery)
-    await call.silence_until(call.quiet_for(0.6), timeout=10)  # the greeting plays
-    greeting = await _transcribe(phones, call.heard.pcm(), call.rate)
-    assert "bakery" in greeting and "garden" not in greeting, greeting
-
-    await call.stream(synthesize(QUESTION, call.rate))
-    await call.silence_until(lambda: bool(phones.llm.requests))
-    prompt = _asked_of(phones)
-    assert BAKERY["persona"] in prompt and GARDEN["persona"] not in prompt
+    await _served_by(phones, call, BAKERY, GARDEN)
 
     await call.stop()
     record = await _finished_record(phones, "twilio", since)
@@ -276,14 +287,7 @@ async def test_a_freeswitch_stream_naming_an_agent_is_answered_by_it(
     call = await AudioStreamChannel.open(
         _stream_url(phones.server, query), channel, metadata, channel_in_url=channel_in_url
     )
-    await call.silence_until(call.quiet_for(0.6), timeout=10)
-    greeting = await _transcribe(phones, call.heard.pcm(), call.rate)
-    assert "garden" in greeting and "bakery" not in greeting, greeting
-
-    await call.stream(synthesize(QUESTION, call.rate))
-    await call.silence_until(lambda: bool(phones.llm.requests))
-    prompt = _asked_of(phones)
-    assert GARDEN["persona"] in prompt and BAKERY["persona"] not in prompt
+    await _served_by(phones, call, GARDEN, BAKERY)
 
     await phones.esl_thread.arun(lambda: phones.esl.hangup(channel))
     await call.silence_until(lambda: call.ended, timeout=5)

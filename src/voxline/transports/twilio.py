@@ -95,7 +95,7 @@ async def voice_webhook(request: Request) -> Response:
         if isinstance(agent, Rejection):
             log.warning("twilio call %s refused: %s", call_sid, agent.message)
             services.metrics.rejections.labels(agent.code).inc()
-            return _twiml(reject_twiml(busy=agent.retry_after is not None))
+            return _twiml(reject_twiml(busy=agent.code == "service_unavailable"))
     parameters = {
         TOKEN_PARAMETER: stream_token(settings.auth_token, call_sid, named),
         "from": params.get("From", ""),
